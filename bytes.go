@@ -1,0 +1,479 @@
+package bytespool
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"runtime"
+	"sync"
+)
+
+// Bytes is a FIFO byte buffer whose memory is blocks of its pool. It reads
+// and writes like a bytes.Buffer: Write appends, Read consumes from the
+// front, and a block whose bytes have all been read goes back to the pool at
+// once.
+//
+// A Bytes is safe for concurrent use by several goroutines. Each Write,
+// WriteString and WriteByte appends its bytes contiguously, and each Read
+// takes a contiguous run from the front. Writers wait for blocks without
+// holding the Bytes' lock, so a Write that waits never holds up Read, Len,
+// Reset or Free of the same Bytes.
+//
+// Get a Bytes from BytesPool.NewBytes and give it back with Free (or Close).
+// Free hands the Bytes back to the pool for reuse: as with a buffer after
+// sync.Pool.Put, using it after Free is a bug. Until the pool issues it
+// again its methods return ErrClosed (Len returns 0); after that they act
+// on another owner's data. A Bytes that is dropped without Free returns its
+// blocks to the pool once the garbage collector finds it unreachable.
+type Bytes struct {
+	st *state // never nil; the cleanup registered on the Bytes holds st, not the Bytes
+}
+
+// state is the body of a Bytes. It is kept apart from the *Bytes header so
+// that runtime.AddCleanup can reclaim it when the header becomes
+// unreachable: the cleanup's argument must not point back to the header.
+type state struct {
+	mu     sync.Mutex
+	c      chain
+	maxLen int  // 0 = bounded by the pool only
+	closed bool // set by Free; cleared by NewBytes when the header is reissued
+
+	// gen is bumped by every Free. A call that unlocks mu (to wait for
+	// blocks, or to call a reader or writer) compares it afterwards, so
+	// that it never touches the data of the header's next owner.
+	gen uint32
+
+	pending int // bytes promised to calls that wait or read with mu unlocked
+	waiting int // writers queued in the pool's semaphore for this Bytes
+
+	scratch *writeToScratch // WriteTo's buffers, borrowed while in use
+}
+
+// writeToScratch is what WriteTo reuses between calls: the detached extents
+// and the net.Buffers that point into their blocks. It lives on the heap so
+// that (*net.Buffers).WriteTo does not make the slice header escape per call.
+type writeToScratch struct {
+	out  []extent
+	bufs [][]byte    // the backing array of vec, which WriteTo consumes
+	vec  net.Buffers // handed to w
+}
+
+var (
+	_ io.Reader       = (*Bytes)(nil)
+	_ io.Writer       = (*Bytes)(nil)
+	_ io.StringWriter = (*Bytes)(nil)
+	_ io.ByteReader   = (*Bytes)(nil)
+	_ io.ByteWriter   = (*Bytes)(nil)
+	_ io.ReaderFrom   = (*Bytes)(nil)
+	_ io.WriterTo     = (*Bytes)(nil)
+	_ io.Closer       = (*Bytes)(nil)
+)
+
+// NewBytes returns an empty Bytes that holds at most maxLen bytes; 0 means
+// bounded by the pool only. It panics if maxLen is negative.
+func (p *BytesPool) NewBytes(maxLen int) *Bytes {
+	if maxLen < 0 {
+		panic(fmt.Sprintf("bytespool: NewBytes: maxLen must not be negative, got %d", maxLen))
+	}
+	b := p.headers.Get().(*Bytes)
+	st := b.st
+	st.mu.Lock()
+	st.maxLen = maxLen
+	st.closed = false
+	st.mu.Unlock()
+	return b
+}
+
+// newHeader makes a Bytes for the header pool and registers, once for the
+// header's whole life, the cleanup that reclaims a forgotten one.
+func (p *BytesPool) newHeader() any {
+	st := &state{c: chain{pool: p}, closed: true}
+	b := &Bytes{st: st}
+	runtime.AddCleanup(b, (*state).reclaim, st)
+	return b
+}
+
+// reclaim returns the blocks of a Bytes whose header the garbage collector
+// found unreachable. A header that was freed, or that sits in the header
+// pool, holds nothing.
+func (st *state) reclaim() {
+	st.mu.Lock()
+	if !st.closed {
+		st.closeLocked()
+	}
+	st.mu.Unlock()
+}
+
+// closeLocked frees everything a live Bytes holds and marks it closed.
+func (st *state) closeLocked() {
+	st.closed = true
+	st.gen++
+	st.c.reset()
+	st.pending = 0
+	if st.waiting > 0 {
+		st.waiting = 0
+		st.c.pool.sema.Abort(st, ErrClosed)
+	}
+}
+
+// Free returns every block b holds to the pool and hands b back for reuse.
+// A Write or ReadFrom waiting for blocks on b returns ErrClosed. Free on a
+// freed Bytes does nothing; b must not be used after Free (see Bytes).
+func (b *Bytes) Free() {
+	st := b.st
+	st.mu.Lock()
+	if st.closed {
+		st.mu.Unlock()
+		return
+	}
+	st.closeLocked()
+	st.mu.Unlock()
+	st.c.pool.headers.Put(b)
+}
+
+// Close is Free, for io.Closer. It returns ErrClosed if b was already freed.
+func (b *Bytes) Close() error {
+	st := b.st
+	st.mu.Lock()
+	closed := st.closed
+	st.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	b.Free()
+	return nil
+}
+
+// Len returns the number of unread bytes.
+func (b *Bytes) Len() int {
+	st := b.st
+	st.mu.Lock()
+	n := st.c.n
+	st.mu.Unlock()
+	return n
+}
+
+// Reset drops the unread bytes and returns their blocks to the pool; b stays
+// usable. Writes waiting for blocks are not affected.
+func (b *Bytes) Reset() {
+	st := b.st
+	st.mu.Lock()
+	if !st.closed {
+		st.c.reset()
+	}
+	st.mu.Unlock()
+}
+
+// Write appends p to b. It is all or nothing: it returns len(p), nil, or 0
+// and an error, having written nothing.
+//
+// If b would then hold more than its maxLen, the error is
+// ErrBytesCapacityTooSmall; bytes that other writers of b are waiting to
+// write count as held. If b would then hold more blocks than the whole pool
+// has, the error is ErrPoolTooSmall. Otherwise, if the pool has too few free
+// blocks, Write waits until other holders free enough; waiting writers are
+// served in arrival order, each getting all the blocks it needs at once.
+// If b is freed meanwhile, Write returns ErrClosed.
+func (b *Bytes) Write(p []byte) (int, error) {
+	return writeTo(b, context.Background(), p)
+}
+
+// WriteString is Write for a string, without converting it to a []byte.
+func (b *Bytes) WriteString(s string) (int, error) {
+	return writeTo(b, context.Background(), s)
+}
+
+// WriteByte appends c, like Write.
+func (b *Bytes) WriteByte(c byte) error {
+	buf := [1]byte{c}
+	_, err := writeTo(b, context.Background(), buf[:])
+	return err
+}
+
+// WriteContext is Write that gives up when ctx ends: it then returns 0 and
+// ctx.Err(), having written nothing and holding no blocks, and the writers
+// queued behind it move up. Since a write is all or nothing, the count is 0
+// whenever the error is not nil.
+func (b *Bytes) WriteContext(ctx context.Context, p []byte) (int, error) {
+	return writeTo(b, ctx, p)
+}
+
+// writeTo is the body of the write methods: a fast path that reserves the
+// blocks with one CAS, under the lock, and copies; and a slow path that
+// queues for the blocks with the lock released.
+func writeTo[T bytesOrString](b *Bytes, ctx context.Context, p T) (int, error) {
+	st := b.st
+	n := len(p)
+	st.mu.Lock()
+	need, err := st.admit(n)
+	for err == nil {
+		if need > 0 && !st.c.pool.sema.TryAcquire(uint64(need)) {
+			if err = st.waitBlocks(ctx, need, n); err != nil {
+				break
+			}
+			// Other writers may have filled or added room in the last
+			// block while we waited, so the need may differ now.
+			if now := st.c.need(n); now < need {
+				st.c.release(need - now)
+				need = now
+			} else if now > need {
+				if !st.c.pool.sema.TryAcquire(uint64(now - need)) {
+					// Give the blocks back rather than hold them
+					// while waiting for more, and queue again.
+					st.c.release(need)
+					need, err = st.admit(n)
+					continue
+				}
+				need = now
+			}
+		}
+		write(&st.c, p, need)
+		st.mu.Unlock()
+		runtime.KeepAlive(b)
+		return n, nil
+	}
+	st.mu.Unlock()
+	runtime.KeepAlive(b)
+	return 0, err
+}
+
+// admit checks a write of n bytes against the limits and returns the number
+// of new blocks it needs. Called with mu held.
+func (st *state) admit(n int) (int, error) {
+	if st.closed {
+		return 0, ErrClosed
+	}
+	if st.maxLen > 0 && n > st.maxLen-st.c.n-st.pending {
+		return 0, ErrBytesCapacityTooSmall
+	}
+	need := st.c.need(n)
+	if st.c.pool.tooBig(st.c.blocks() + need) {
+		return 0, ErrPoolTooSmall
+	}
+	return need, nil
+}
+
+// waitBlocks reserves need blocks for a call that will add n bytes, waiting
+// in the pool's queue with mu unlocked. It is called and returns with mu
+// held. On success the blocks are reserved and b was not freed meanwhile.
+func (st *state) waitBlocks(ctx context.Context, need, n int) error {
+	gen := st.gen
+	st.pending += n
+	st.waiting++
+	st.mu.Unlock()
+	err := st.c.pool.sema.Acquire(ctx, uint64(need), st)
+	st.mu.Lock()
+	if st.gen != gen {
+		// Free ran meanwhile and reset pending and waiting; the header
+		// may even belong to a new owner now.
+		if err == nil {
+			st.c.release(need)
+		}
+		return ErrClosed
+	}
+	st.pending -= n
+	st.waiting--
+	return err
+}
+
+// Read reads up to len(p) of the oldest unread bytes into p. It returns 0,
+// io.EOF when b is empty and len(p) > 0; it never waits. Blocks whose bytes
+// have all been read go back to the pool before Read returns.
+func (b *Bytes) Read(p []byte) (int, error) {
+	st := b.st
+	st.mu.Lock()
+	switch {
+	case st.closed:
+		st.mu.Unlock()
+		return 0, ErrClosed
+	case len(p) == 0:
+		st.mu.Unlock()
+		return 0, nil
+	case st.c.n == 0:
+		st.mu.Unlock()
+		return 0, io.EOF
+	}
+	n := st.c.read(p)
+	st.mu.Unlock()
+	return n, nil
+}
+
+// ReadByte reads and returns the oldest unread byte, or io.EOF if b is empty.
+func (b *Bytes) ReadByte() (byte, error) {
+	st := b.st
+	st.mu.Lock()
+	switch {
+	case st.closed:
+		st.mu.Unlock()
+		return 0, ErrClosed
+	case st.c.n == 0:
+		st.mu.Unlock()
+		return 0, io.EOF
+	}
+	c := st.c.readByte()
+	st.mu.Unlock()
+	return c, nil
+}
+
+// ReadFrom appends what it reads from r until io.EOF, which it does not
+// return, or an error, which it does. It reads straight into blocks: each
+// read goes into a fresh block held outside the lock, which then joins b
+// (bytes that fit in the room of b's last block are copied there, so a
+// source that returns short reads does not leave half-empty blocks behind).
+//
+// ReadFrom never reads more from r than b can take. If b reaches maxLen
+// before r reports io.EOF, ReadFrom returns ErrBytesCapacityTooSmall with
+// everything read so far in b; when r has a Len method (bytes.Reader,
+// strings.Reader, bytes.Buffer) that reports 0, r is taken to be at its end
+// and ReadFrom returns nil instead. Because it reads into a fresh block,
+// ReadFrom needs one block beyond those b holds, and returns ErrPoolTooSmall
+// if the pool has no more. It waits for a block like Write.
+func (b *Bytes) ReadFrom(r io.Reader) (int64, error) {
+	st := b.st
+	c := &st.c
+	var total int64
+	st.mu.Lock()
+	if st.closed {
+		st.mu.Unlock()
+		return 0, ErrClosed
+	}
+	gen := st.gen
+	blk := noBlock // the block being read into; held outside the chain
+	var err error
+	for {
+		limit := c.pool.blockSize
+		if st.maxLen > 0 {
+			limit = min(limit, st.maxLen-c.n-st.pending)
+		}
+		if limit <= 0 {
+			if l, ok := r.(interface{ Len() int }); !ok || l.Len() > 0 {
+				err = ErrBytesCapacityTooSmall
+			}
+			break
+		}
+		if blk == noBlock {
+			if c.pool.tooBig(c.blocks() + 1) {
+				err = ErrPoolTooSmall
+				break
+			}
+			if !c.pool.sema.TryAcquire(1) {
+				if err = st.waitBlocks(context.Background(), 1, 0); err != nil {
+					break
+				}
+			}
+			blk = c.pool.getBlock()
+			continue // the limit may have changed while we waited
+		}
+
+		st.pending += limit
+		st.mu.Unlock()
+		n, rerr := r.Read(c.pool.arena.Block(blk)[:limit])
+		st.mu.Lock()
+		if st.gen != gen {
+			// Freed meanwhile: pending was reset, and the header may
+			// belong to someone else by now.
+			err = ErrClosed
+			break
+		}
+		st.pending -= limit
+		if n < 0 || n > limit {
+			st.mu.Unlock()
+			panic(fmt.Sprintf("bytespool: ReadFrom: reader returned count %d for a buffer of %d bytes", n, limit))
+		}
+		if n > 0 && c.appendBlock(blk, n) {
+			blk = noBlock
+		}
+		total += int64(n)
+		if rerr != nil {
+			if rerr != io.EOF {
+				err = rerr
+			}
+			break
+		}
+	}
+	if blk != noBlock {
+		c.pool.putBlock(blk)
+		c.release(1)
+	}
+	st.mu.Unlock()
+	runtime.KeepAlive(b)
+	return total, err
+}
+
+// WriteTo writes the unread bytes to w until b is empty or w fails. It
+// writes straight from the blocks: all unread blocks go to w in one
+// net.Buffers, so a net.Conn gets a single writev, and any other writer a
+// Write per block.
+//
+// WriteTo takes the unread bytes out of b before it writes them, so
+// concurrent reads see them gone and concurrent writes append behind them;
+// what w does not take is put back at the front of b. Blocks go back to the
+// pool as soon as w has taken all their bytes.
+func (b *Bytes) WriteTo(w io.Writer) (int64, error) {
+	st := b.st
+	c := &st.c
+	var total int64
+	var err error
+	st.mu.Lock()
+	for err == nil {
+		if st.closed {
+			err = ErrClosed
+			break
+		}
+		if c.n == 0 {
+			break
+		}
+		gen := st.gen
+		sc := st.scratch
+		st.scratch = nil
+		if sc == nil {
+			sc = new(writeToScratch) // only when WriteTo runs concurrently with itself
+		}
+		sc.out = c.detach(sc.out[:0])
+		sc.bufs = sc.bufs[:0]
+		for _, e := range sc.out {
+			sc.bufs = append(sc.bufs, c.pool.arena.Block(e.blk)[e.off:e.end])
+		}
+		sc.vec = sc.bufs
+		st.mu.Unlock()
+		n, werr := sc.vec.WriteTo(w)
+		st.mu.Lock()
+		total += n
+
+		// Free what w took in full, and put the rest back in front.
+		rest := sc.out
+		for len(rest) > 0 && n >= int64(rest[0].end-rest[0].off) {
+			n -= int64(rest[0].end - rest[0].off)
+			c.pool.putBlock(rest[0].blk)
+			rest = rest[1:]
+		}
+		if len(rest) > 0 {
+			rest[0].off += uint32(n)
+		}
+		freed := len(sc.out) - len(rest)
+		if st.gen != gen {
+			// Freed meanwhile: nothing to put back into.
+			for _, e := range rest {
+				c.pool.putBlock(e.blk)
+			}
+			freed += len(rest)
+			werr = ErrClosed
+		} else {
+			c.prepend(rest)
+		}
+		c.release(freed)
+		clear(sc.bufs)
+		st.scratch = sc
+
+		switch {
+		case werr != nil:
+			err = werr
+		case len(rest) > 0:
+			err = io.ErrShortWrite
+		}
+	}
+	st.mu.Unlock()
+	runtime.KeepAlive(b)
+	return total, err
+}

@@ -1,0 +1,253 @@
+// Package bytespool holds byte data in pooled fixed-size blocks, with a hard
+// memory cap and blocking backpressure when the cap is reached.
+//
+// A BytesPool owns an arena carved into equal blocks (4 KiB by default). A
+// Bytes is a FIFO of blocks that reads and writes like a bytes.Buffer:
+// writing takes blocks from the pool, reading hands fully read blocks back.
+// A pipe (NewPipe) is the same thing shared by a writer and a reader that
+// block on each other, like io.Pipe with a bounded buffer.
+//
+// How it differs from the alternatives:
+//   - bytes.Buffer grows one contiguous slice and copies when it grows; a
+//     Bytes never copies what it holds and never allocates once warm.
+//   - sync.Pool-based buffers cap nothing and can vanish at any GC; a
+//     BytesPool with MaxMemory set never hands out more than MaxMemory
+//     bytes, and a writer that would exceed it waits for blocks, in arrival
+//     order, instead of allocating.
+//   - The arena is a few large pointer-free allocations, so the memory it
+//     holds costs the garbage collector nothing to scan.
+//
+// Layout: package slab carves the arena into blocks named by uint32
+// indices; package ring recycles free indices through a lock-free ring;
+// internal/park parks the goroutines that must wait; this package composes
+// them into pools, Bytes and pipes.
+package bytespool
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+
+	"go.uber.org/atomic"
+
+	"github.com/zjj/bytespool/internal/park"
+	"github.com/zjj/bytespool/ring"
+	"github.com/zjj/bytespool/slab"
+)
+
+// DefaultBlockSize is the block size of a Config whose BlockSize is 0.
+const DefaultBlockSize = 4096
+
+// MaxBlockSize is the largest block size a pool accepts.
+const MaxBlockSize = 1 << 30
+
+var (
+	// ErrBytesCapacityTooSmall means the write would pass the maxLen of
+	// the Bytes; nothing was written.
+	ErrBytesCapacityTooSmall = errors.New("bytespool: write exceeds the capacity of the Bytes")
+	// ErrPoolTooSmall means the data would need more blocks than the whole
+	// pool holds, so waiting could never help; nothing was written.
+	ErrPoolTooSmall = errors.New("bytespool: write exceeds the capacity of the pool")
+	// ErrClosed means the Bytes was freed, or the pipe end was closed.
+	ErrClosed = errors.New("bytespool: use of a freed Bytes or closed pipe")
+	// ErrInvalidConfig is wrapped by every error New returns.
+	ErrInvalidConfig = errors.New("bytespool: invalid config")
+)
+
+// Config describes a pool. The zero Config is an unlimited pool of 4 KiB
+// blocks.
+type Config struct {
+	// MaxMemory is the most memory, in bytes, that the pool hands out at
+	// once. It is rounded down to a whole number of blocks. 0 means
+	// unlimited: the arena grows slab by slab (doubling) as needed. A
+	// limited pool reserves its whole arena when it is made; the operating
+	// system backs only the pages that are used.
+	MaxMemory int
+	// BlockSize is the size of one block in bytes; 0 means
+	// DefaultBlockSize. At most MaxBlockSize.
+	BlockSize int
+	// ZeroOnFree wipes every block when it returns to the pool, so the
+	// next holder can never see the previous one's bytes even through a
+	// bug. Use it for secrets. It costs one memclr per freed block.
+	ZeroOnFree bool
+}
+
+// BytesPool hands out blocks to the Bytes and pipes made from it. All its
+// methods are safe for concurrent use.
+type BytesPool struct {
+	arena     *slab.Arena
+	blockSize int
+	total     int // blocks; 0 = unlimited
+	zero      bool
+
+	// sema counts the blocks that may still be handed out: total for a
+	// limited pool, a practically endless supply for an unlimited one. A
+	// writer reserves every block it needs here before it takes any from
+	// the rings, so it never holds some while waiting for the rest.
+	sema park.Sema
+
+	// rings[k] holds the free blocks of slab k; its capacity is the number
+	// of blocks in the slab, so a push never finds it full for good. A
+	// ring is published before any block of its slab is handed out, and
+	// nrings only grows.
+	rings   [maxSlabs]atomic.Pointer[ring.Ring]
+	nrings  atomic.Int32
+	ringsMu sync.Mutex // serialises adding a ring
+
+	headers sync.Pool // *Bytes; each carries a cleanup registered once
+
+	pipeWaiting atomic.Int32 // goroutines parked in pipe reads and writes
+}
+
+// maxSlabs bounds the number of slabs of an arena: slab k of an unlimited
+// arena holds B0<<k blocks and an arena holds at most slab.MaxBlocks blocks.
+const maxSlabs = 34
+
+// unlimitedBlocks is the semaphore size of an unlimited pool: more blocks
+// than uint32 indices can name, so it never runs out.
+const unlimitedBlocks = 1 << 40
+
+// New returns a pool configured by cfg, or an error wrapping
+// ErrInvalidConfig that names the offending field.
+func New(cfg Config) (*BytesPool, error) {
+	bs := cfg.BlockSize
+	switch {
+	case bs < 0:
+		return nil, fmt.Errorf("%w: BlockSize must not be negative, got %d", ErrInvalidConfig, bs)
+	case bs == 0:
+		bs = DefaultBlockSize
+	case bs > MaxBlockSize:
+		return nil, fmt.Errorf("%w: BlockSize must be at most %d, got %d", ErrInvalidConfig, MaxBlockSize, bs)
+	}
+	switch {
+	case cfg.MaxMemory < 0:
+		return nil, fmt.Errorf("%w: MaxMemory must not be negative, got %d", ErrInvalidConfig, cfg.MaxMemory)
+	case cfg.MaxMemory > 0 && cfg.MaxMemory < bs:
+		return nil, fmt.Errorf("%w: MaxMemory %d is smaller than one block of BlockSize %d", ErrInvalidConfig, cfg.MaxMemory, bs)
+	case cfg.MaxMemory/bs > slab.MaxBlocks:
+		return nil, fmt.Errorf("%w: MaxMemory %d is more than %d blocks of BlockSize %d", ErrInvalidConfig, cfg.MaxMemory, slab.MaxBlocks, bs)
+	}
+	p := &BytesPool{
+		arena:     slab.New(bs, cfg.MaxMemory/bs),
+		blockSize: bs,
+		total:     cfg.MaxMemory / bs,
+		zero:      cfg.ZeroOnFree,
+	}
+	if p.total > 0 {
+		p.sema.Init(uint64(p.total))
+		p.addRing(0)
+	} else {
+		p.sema.Init(unlimitedBlocks)
+	}
+	p.headers.New = p.newHeader
+	return p, nil
+}
+
+// NewBytesPool returns a pool of blocks of blockSize bytes that hands out at
+// most maxMemory bytes at once (0 = unlimited). It is New for callers that
+// treat a bad size as a programming error: it panics, naming the argument,
+// where New returns an error.
+func NewBytesPool(maxMemory, blockSize int) *BytesPool {
+	if blockSize <= 0 {
+		panic(fmt.Sprintf("bytespool: NewBytesPool: blockSize must be positive, got %d", blockSize))
+	}
+	p, err := New(Config{MaxMemory: maxMemory, BlockSize: blockSize})
+	if err != nil {
+		panic(fmt.Sprintf("bytespool: NewBytesPool: %v", err))
+	}
+	return p
+}
+
+// Stats is a snapshot of a pool's counters. Under concurrent use the fields
+// are read one by one, so they need not add up exactly; they are exact when
+// no call is in flight.
+type Stats struct {
+	BlockSize       int
+	BlocksTotal     int // capacity in blocks (0 when unlimited)
+	BlocksInUse     int // blocks held by Bytes and pipes, or reserved by a writer about to fill them
+	BlocksAllocated int // blocks carved from the arena so far (memory touched = this × BlockSize)
+	Waiters         int // goroutines parked waiting for blocks or for pipe data or space
+
+	Waits    uint64        // reservations that had to wait for blocks, since the pool was made
+	WaitTime time.Duration // their total time
+}
+
+// Stats returns a snapshot of the pool's counters.
+func (p *BytesPool) Stats() Stats {
+	size := uint64(unlimitedBlocks)
+	if p.total > 0 {
+		size = uint64(p.total)
+	}
+	waits, waitTime := p.sema.Waits()
+	return Stats{
+		BlockSize:       p.blockSize,
+		BlocksTotal:     p.total,
+		BlocksInUse:     int(size - p.sema.Available()),
+		BlocksAllocated: p.arena.Carved(),
+		Waiters:         p.sema.Waiting() + int(p.pipeWaiting.Load()),
+		Waits:           waits,
+		WaitTime:        waitTime,
+	}
+}
+
+// blocksFor returns how many blocks n bytes fill, rounding up.
+func (p *BytesPool) blocksFor(n int) int { return (n + p.blockSize - 1) / p.blockSize }
+
+// tooBig reports whether holding n blocks at once is beyond the pool.
+func (p *BytesPool) tooBig(n int) bool { return p.total > 0 && n > p.total }
+
+// getBlock takes one block. The caller must have reserved it in p.sema,
+// which guarantees that a block is free in some ring or still uncarved.
+//
+// A ring's Pop may report empty while a Push that claimed an earlier slot
+// is still publishing (see package ring); the reservation says a block is
+// there, so the loop yields and tries again. It only spins while another
+// goroutine is between two instructions of Push.
+func (p *BytesPool) getBlock() uint32 {
+	for {
+		for k := int(p.nrings.Load()) - 1; k >= 0; k-- {
+			if r := p.rings[k].Load(); r != nil {
+				if i, ok := r.Pop(); ok {
+					return i
+				}
+			}
+		}
+		if i, ok := p.arena.Carve(); ok {
+			if k := p.arena.SlabOf(i); p.rings[k].Load() == nil {
+				p.addRing(k)
+			}
+			return i
+		}
+		runtime.Gosched()
+	}
+}
+
+// addRing publishes the free ring of slab k.
+func (p *BytesPool) addRing(k int) {
+	p.ringsMu.Lock()
+	defer p.ringsMu.Unlock()
+	if p.rings[k].Load() != nil {
+		return
+	}
+	p.rings[k].Store(ring.New(p.arena.SlabBlocks(k)))
+	if int32(k+1) > p.nrings.Load() {
+		p.nrings.Store(int32(k + 1))
+	}
+}
+
+// putBlock returns block i to its slab's ring. The caller then releases its
+// reservation with p.sema.Release, after the push, so that a writer granted
+// that reservation finds the block.
+func (p *BytesPool) putBlock(i uint32) {
+	if p.zero {
+		clear(p.arena.Block(i))
+	}
+	r := p.rings[p.arena.SlabOf(i)].Load()
+	// The ring has room for every block of its slab, so Push can only
+	// fail while a Pop that freed a slot is still finishing.
+	for !r.Push(i) {
+		runtime.Gosched()
+	}
+}

@@ -1,0 +1,207 @@
+package bytespool
+
+// This file holds the chain: the FIFO of block extents behind a Bytes (and a
+// pipe). The chain does no locking of its own; its owner's mutex guards
+// every method.
+
+// noBlock is the block index that names no block.
+const noBlock = ^uint32(0)
+
+// extent is the unread part of one block: bytes [off, end) of block blk.
+type extent struct {
+	blk, off, end uint32
+}
+
+// chain is a FIFO of extents, oldest first. The extents in ext[first:] are
+// live; every block they name is held by the chain and goes back to the pool
+// when its extent is dropped. All extents are full to the end of their block
+// except the last one, whose free tail ("room") the next write fills; a
+// the first extent may start past the front of its block, and so may one
+// that ReadFrom appends (see appendBlock).
+//
+// Invariants, under the owner's lock:
+//   - n is the sum of end-off over the live extents;
+//   - each block appears in at most one extent, live or detached, and a
+//     block in an extent is written only through that extent's room.
+type chain struct {
+	pool  *BytesPool
+	ext   []extent
+	first int
+	n     int
+}
+
+// blocks returns the number of blocks the chain holds.
+func (c *chain) blocks() int { return len(c.ext) - c.first }
+
+// room returns how many bytes fit in the last block without a new one.
+func (c *chain) room() int {
+	if c.first == len(c.ext) {
+		return 0
+	}
+	return c.pool.blockSize - int(c.ext[len(c.ext)-1].end)
+}
+
+// need returns the number of new blocks that n more bytes need.
+func (c *chain) need(n int) int {
+	if r := c.room(); n > r {
+		return c.pool.blocksFor(n - r)
+	}
+	return 0
+}
+
+// push appends e.
+func (c *chain) push(e extent) {
+	if len(c.ext) == cap(c.ext) && c.first > 0 {
+		// Slide the live extents down instead of growing: a chain that
+		// is drained as fast as it is filled (a pipe) keeps its array.
+		c.ext = c.ext[:copy(c.ext, c.ext[c.first:])]
+		c.first = 0
+	}
+	c.ext = append(c.ext, e)
+	c.n += int(e.end - e.off)
+}
+
+// bytesOrString is what the write paths copy from.
+type bytesOrString interface{ ~[]byte | ~string }
+
+// write appends p. The caller has reserved exactly c.need(len(p)) blocks in
+// the pool's semaphore and passes that number as fresh.
+func write[T bytesOrString](c *chain, p T, fresh int) {
+	p = fillRoom(c, p)
+	for ; fresh > 0; fresh-- {
+		i := c.pool.getBlock()
+		k := copy(c.pool.arena.Block(i), p)
+		c.push(extent{blk: i, end: uint32(k)})
+		p = p[k:]
+	}
+}
+
+// fillRoom copies the head of p into the room of the last block and returns
+// the rest of p.
+func fillRoom[T bytesOrString](c *chain, p T) T {
+	if c.room() == 0 || len(p) == 0 {
+		return p
+	}
+	t := &c.ext[len(c.ext)-1]
+	k := copy(c.pool.arena.Block(t.blk)[t.end:], p)
+	t.end += uint32(k)
+	c.n += k
+	return p[k:]
+}
+
+// appendBlock adds bytes [0, n) of block blk, which the caller holds and
+// filled without the lock: the bytes that fit in the room of the last block
+// are copied there, and blk joins the chain holding the rest. It reports
+// whether blk joined; if not, all n bytes were copied and the caller still
+// holds blk.
+func (c *chain) appendBlock(blk uint32, n int) bool {
+	data := c.pool.arena.Block(blk)[:n]
+	rest := fillRoom(c, data)
+	if len(rest) == 0 {
+		return false
+	}
+	c.push(extent{blk: blk, off: uint32(n - len(rest)), end: uint32(n)})
+	return true
+}
+
+// read moves the oldest unread bytes into p, drops the extents it empties
+// and returns their blocks to the pool.
+func (c *chain) read(p []byte) int {
+	n, freed := 0, 0
+	for n < len(p) && c.first < len(c.ext) {
+		e := &c.ext[c.first]
+		k := copy(p[n:], c.pool.arena.Block(e.blk)[e.off:e.end])
+		e.off += uint32(k)
+		c.n -= k
+		n += k
+		if e.off == e.end {
+			c.pool.putBlock(e.blk)
+			freed++
+			c.first++
+		}
+	}
+	c.compact()
+	c.release(freed)
+	return n
+}
+
+// readByte removes and returns the oldest unread byte; the chain must not
+// be empty.
+func (c *chain) readByte() byte {
+	e := &c.ext[c.first]
+	v := c.pool.arena.Block(e.blk)[e.off]
+	e.off++
+	c.n--
+	if e.off == e.end {
+		c.pool.putBlock(e.blk)
+		c.release(1)
+		c.first++
+		c.compact()
+	}
+	return v
+}
+
+// compact forgets the dropped prefix once nothing is live, so that an empty
+// chain starts again at the front of its array.
+func (c *chain) compact() {
+	if c.first == len(c.ext) {
+		c.ext = c.ext[:0]
+		c.first = 0
+	}
+}
+
+// reset drops every extent.
+func (c *chain) reset() {
+	for _, e := range c.ext[c.first:] {
+		c.pool.putBlock(e.blk)
+	}
+	c.release(len(c.ext) - c.first)
+	c.ext = c.ext[:0]
+	c.first = 0
+	c.n = 0
+}
+
+// release returns the reservations of n blocks already pushed to the rings.
+func (c *chain) release(n int) {
+	if n > 0 {
+		c.pool.sema.Release(uint64(n))
+	}
+}
+
+// detach moves every live extent to the end of dst and returns it. The
+// blocks stay held: the caller gives each back with putBlock and release,
+// or returns the extents with prepend.
+func (c *chain) detach(dst []extent) []extent {
+	dst = append(dst, c.ext[c.first:]...)
+	c.ext = c.ext[:0]
+	c.first = 0
+	c.n = 0
+	return dst
+}
+
+// prepend puts es back in front of the live extents, in order.
+func (c *chain) prepend(es []extent) {
+	if len(es) == 0 {
+		return
+	}
+	live := len(c.ext) - c.first
+	if c.first >= len(es) {
+		c.first -= len(es)
+		copy(c.ext[c.first:], es)
+	} else {
+		need := len(es) + live
+		if cap(c.ext) < need {
+			grown := make([]extent, need, need+need/2)
+			copy(grown[len(es):], c.ext[c.first:])
+			c.ext = grown
+		} else {
+			c.ext = c.ext[:need]
+			copy(c.ext[len(es):], c.ext[c.first:c.first+live])
+		}
+		copy(c.ext, es)
+		c.first = 0
+	}
+	for _, e := range es {
+		c.n += int(e.end - e.off)
+	}
+}
