@@ -328,7 +328,8 @@ func (b *Bytes) ReadByte() (byte, error) {
 // strings.Reader, bytes.Buffer) that reports 0, r is taken to be at its end
 // and ReadFrom returns nil instead. Because it reads into a fresh block,
 // ReadFrom needs one block beyond those b holds, and returns ErrPoolTooSmall
-// if the pool has no more. It waits for a block like Write.
+// (or nil, if r has a Len method that reports 0) when b already holds as
+// many blocks as the pool has. It waits for a block like Write.
 func (b *Bytes) ReadFrom(r io.Reader) (int64, error) {
 	st := b.st
 	c := &st.c
@@ -347,14 +348,16 @@ func (b *Bytes) ReadFrom(r io.Reader) (int64, error) {
 			limit = min(limit, st.maxLen-c.n-st.pending)
 		}
 		if limit <= 0 {
-			if l, ok := r.(interface{ Len() int }); !ok || l.Len() > 0 {
+			if !drained(r) {
 				err = ErrBytesCapacityTooSmall
 			}
 			break
 		}
 		if blk == noBlock {
 			if c.pool.tooBig(c.blocks() + 1) {
-				err = ErrPoolTooSmall
+				if !drained(r) {
+					err = ErrPoolTooSmall
+				}
 				break
 			}
 			if !c.pool.sema.TryAcquire(1) {
@@ -399,6 +402,13 @@ func (b *Bytes) ReadFrom(r io.Reader) (int64, error) {
 	st.mu.Unlock()
 	runtime.KeepAlive(b)
 	return total, err
+}
+
+// drained reports whether r says it has nothing left to read, which only a
+// reader with a Len method can say without being read.
+func drained(r io.Reader) bool {
+	l, ok := r.(interface{ Len() int })
+	return ok && l.Len() == 0
 }
 
 // WriteTo writes the unread bytes to w until b is empty or w fails. It
