@@ -261,8 +261,11 @@ func (st *state) waitBlocks(ctx context.Context, need, n int) error {
 	gen := st.gen
 	st.pending += n
 	st.waiting++
+	// Join the queue before unlocking, so that a Free after the unlock
+	// finds this waiter and aborts it.
+	q := st.c.pool.sema.Enqueue(uint64(need), st)
 	st.mu.Unlock()
-	err := st.c.pool.sema.Acquire(ctx, uint64(need), st)
+	err := st.c.pool.sema.Wait(ctx, q)
 	st.mu.Lock()
 	if st.gen != gen {
 		// Free ran meanwhile and reset pending and waiting; the header

@@ -57,6 +57,7 @@ type waiter struct {
 	need  uint64
 	owner any   // what Abort matches against
 	err   error // why the wait was aborted
+	start time.Time
 
 	prev, next *waiter
 }
@@ -121,7 +122,17 @@ func (s *Sema) Acquire(ctx context.Context, n uint64, owner any) error {
 	if s.TryAcquire(n) {
 		return nil
 	}
-	start := time.Now()
+	return s.Wait(ctx, s.Enqueue(n, owner))
+}
+
+// Waiter is a place in the queue, from Enqueue until Wait returns.
+type Waiter struct{ w *waiter }
+
+// Enqueue joins the queue for n units without waiting; the caller must then
+// call Wait exactly once. Splitting the two lets a caller join the queue
+// while it still holds the lock that its Abort caller takes, so an Abort
+// that comes after that lock is released always finds the waiter.
+func (s *Sema) Enqueue(n uint64, owner any) Waiter {
 	s.mu.Lock()
 	w := s.spare
 	if w != nil {
@@ -130,11 +141,17 @@ func (s *Sema) Acquire(ctx context.Context, n uint64, owner any) error {
 		w = new(waiter)
 	}
 	w.need, w.owner, w.err = n, owner, nil
+	w.start = time.Now()
 	w.state.Store(pending)
 	s.pushLocked(w)
 	s.grantLocked()
 	s.mu.Unlock()
+	return Waiter{w}
+}
 
+// Wait waits for the units that Enqueue asked for, as Acquire does.
+func (s *Sema) Wait(ctx context.Context, q Waiter) error {
+	w := q.w
 	for {
 		seq := w.ev.Seq()
 		if w.state.Load() != pending {
@@ -159,13 +176,12 @@ func (s *Sema) Acquire(ctx context.Context, n uint64, owner any) error {
 	if w.state.Load() == aborted {
 		err = w.err
 	}
+	s.waits.Inc()
+	s.waitNs.Add(int64(time.Since(w.start)))
 	w.owner, w.err = nil, nil
 	w.next = s.spare
 	s.spare = w
 	s.mu.Unlock()
-
-	s.waits.Inc()
-	s.waitNs.Add(int64(time.Since(start)))
 	return err
 }
 
