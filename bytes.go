@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"runtime"
 	"sync"
 )
@@ -48,15 +47,6 @@ type state struct {
 	waiting int // writers queued in the pool's semaphore for this Bytes
 
 	scratch *writeToScratch // WriteTo's buffers, borrowed while in use
-}
-
-// writeToScratch is what WriteTo reuses between calls: the detached extents
-// and the net.Buffers that point into their blocks. It lives on the heap so
-// that (*net.Buffers).WriteTo does not make the slice header escape per call.
-type writeToScratch struct {
-	out  []extent
-	bufs [][]byte    // the backing array of vec, which WriteTo consumes
-	vec  net.Buffers // handed to w
 }
 
 var (
@@ -443,42 +433,16 @@ func (b *Bytes) WriteTo(w io.Writer) (int64, error) {
 		if sc == nil {
 			sc = new(writeToScratch) // only when WriteTo runs concurrently with itself
 		}
-		sc.out = c.detach(sc.out[:0])
-		sc.bufs = sc.bufs[:0]
-		for _, e := range sc.out {
-			sc.bufs = append(sc.bufs, c.pool.arena.Block(e.blk)[e.off:e.end])
-		}
-		sc.vec = sc.bufs
+		c.detachTo(sc)
 		st.mu.Unlock()
 		n, werr := sc.vec.WriteTo(w)
 		st.mu.Lock()
 		total += n
-
-		// Free what w took in full, and put the rest back in front.
-		rest := sc.out
-		for len(rest) > 0 && n >= int64(rest[0].end-rest[0].off) {
-			n -= int64(rest[0].end - rest[0].off)
-			c.pool.putBlock(rest[0].blk)
-			rest = rest[1:]
-		}
-		if len(rest) > 0 {
-			rest[0].off += uint32(n)
-		}
-		freed := len(sc.out) - len(rest)
+		rest := c.settle(sc, n, st.gen == gen)
 		if st.gen != gen {
-			// Freed meanwhile: nothing to put back into.
-			for _, e := range rest {
-				c.pool.putBlock(e.blk)
-			}
-			freed += len(rest)
 			werr = ErrClosed
-		} else {
-			c.prepend(rest)
 		}
-		c.release(freed)
-		clear(sc.bufs)
 		st.scratch = sc
-
 		switch {
 		case werr != nil:
 			err = werr

@@ -1,5 +1,7 @@
 package bytespool
 
+import "net"
+
 // This file holds the chain: the FIFO of block extents behind a Bytes (and a
 // pipe). The chain does no locking of its own; its owner's mutex guards
 // every method.
@@ -204,4 +206,52 @@ func (c *chain) prepend(es []extent) {
 	for _, e := range es {
 		c.n += int(e.end - e.off)
 	}
+}
+
+// writeToScratch is what WriteTo reuses between calls: the detached extents
+// and the net.Buffers that point into their blocks. It lives on the heap so
+// that (*net.Buffers).WriteTo does not make the slice header escape per call.
+type writeToScratch struct {
+	out  []extent
+	bufs [][]byte    // the backing array of vec, which WriteTo consumes
+	vec  net.Buffers // handed to w
+}
+
+// detachTo detaches every live extent into sc.out and points sc.vec at
+// their unread bytes, ready for sc.vec.WriteTo.
+func (c *chain) detachTo(sc *writeToScratch) {
+	sc.out = c.detach(sc.out[:0])
+	sc.bufs = sc.bufs[:0]
+	for _, e := range sc.out {
+		sc.bufs = append(sc.bufs, c.pool.arena.Block(e.blk)[e.off:e.end])
+	}
+	sc.vec = sc.bufs
+}
+
+// settle finishes a write of the extents detached into sc, of which the
+// writer took the first n bytes: it frees the blocks taken in full, and puts
+// the rest back in front of the chain if keep is set, or frees them too. It
+// returns the extents that were left over.
+func (c *chain) settle(sc *writeToScratch, n int64, keep bool) []extent {
+	rest := sc.out
+	for len(rest) > 0 && n >= int64(rest[0].end-rest[0].off) {
+		n -= int64(rest[0].end - rest[0].off)
+		c.pool.putBlock(rest[0].blk)
+		rest = rest[1:]
+	}
+	if len(rest) > 0 {
+		rest[0].off += uint32(n)
+	}
+	freed := len(sc.out) - len(rest)
+	if keep {
+		c.prepend(rest)
+	} else {
+		for _, e := range rest {
+			c.pool.putBlock(e.blk)
+		}
+		freed += len(rest)
+	}
+	c.release(freed)
+	clear(sc.bufs) // drop the references into the arena
+	return rest
 }
