@@ -67,11 +67,13 @@ func (p *BytesPool) NewBytes(maxLen int) *Bytes {
 		panic(fmt.Sprintf("bytespool: NewBytes: maxLen must not be negative, got %d", maxLen))
 	}
 	b := p.headers.Get().(*Bytes)
+	// No lock: nobody else can reach a header in the pool. Free put it
+	// there after its last locked access, and sync.Pool orders that Put
+	// before this Get. A writer that Free woke and that has yet to run
+	// looks only at gen (see waitBlocks), which this does not change.
 	st := b.st
-	st.mu.Lock()
 	st.maxLen = maxLen
 	st.closed = false
-	st.mu.Unlock()
 	return b
 }
 

@@ -138,7 +138,7 @@ func pipeWrite[T bytesOrString](w *PipeWriter, ctx context.Context, p T) (int, e
 	for err == nil && n < len(p) {
 		chunk := pp.room(len(p) - n)
 		if chunk <= 0 {
-			err = pp.wait(ctx, &pp.space, pp.space.Seq())
+			err = pp.wait(ctx, &pp.space, pp.space.Prepare())
 			if err == nil {
 				err = pp.writeErr()
 			}
@@ -203,7 +203,7 @@ func (w *PipeWriter) ReadFrom(r io.Reader) (int64, error) {
 	for err == nil {
 		limit := pp.room(c.pool.blockSize)
 		if limit <= 0 {
-			err = pp.wait(context.Background(), &pp.space, pp.space.Seq())
+			err = pp.wait(context.Background(), &pp.space, pp.space.Prepare())
 			if err == nil {
 				err = pp.writeErr()
 			}
@@ -316,7 +316,7 @@ func (pp *pipe) awaitData(ctx context.Context) error {
 		case pp.wclosed:
 			return pp.werr
 		}
-		if err := pp.wait(ctx, &pp.data, pp.data.Seq()); err != nil {
+		if err := pp.wait(ctx, &pp.data, pp.data.Prepare()); err != nil {
 			return err
 		}
 	}

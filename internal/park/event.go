@@ -2,9 +2,9 @@
 // bounded spin while the waker may be running on another P, and a sync.Cond
 // only when the goroutine really has to sleep.
 //
-// Event is the one-shot "something changed" primitive; Sema builds a FIFO
-// counting semaphore on it. Both are used on the slow path of the pool: a
-// caller that does not have to wait never touches them beyond one atomic.
+// Event is the "something changed" primitive; Sema builds a FIFO counting
+// semaphore on it. Both are used on the slow path of the pool: a caller that
+// does not have to wait touches them with at most one atomic load.
 package park
 
 import (
@@ -15,50 +15,76 @@ import (
 	"go.uber.org/atomic"
 )
 
-// Event lets goroutines sleep until another goroutine reports a change.
+// Bits of Event.word. The rest of the word counts wakes (the "sequence").
+const (
+	hasWaiters  = 1 << 0 // somebody called Prepare since the last Wake
+	hasSleepers = 1 << 1 // somebody sleeps in cond.Wait (set under mu)
+	seqOne      = 1 << 2 // one wake
+	flags       = hasWaiters | hasSleepers
+)
+
+// Event lets goroutines wait until another goroutine reports a change.
 //
-// The protocol is that of a futex word. A waiter takes a snapshot with Seq,
-// checks its own condition, and if the condition does not hold yet calls
-// Wait with the snapshot. A waker first makes the condition true and then
-// calls Wake. Wait returns once the word has moved past the snapshot, so a
-// Wake that happens anywhere after Seq is never lost.
+// The protocol is that of a futex word. A waiter announces itself with
+// Prepare, which returns a snapshot of the word, then checks its own
+// condition, and if the condition does not hold yet calls Wait with the
+// snapshot. A waker first makes the condition true and then calls Wake.
+// Wait returns once a Wake has happened after the Prepare.
 //
-// Why no wakeup is lost: Wake does seq.Add then sleepers.Load; a sleeping
-// waiter does sleepers.Add then seq.Load, the latter under mu. All sync/atomic
-// operations are sequentially consistent, so at least one of the two loads
-// observes the other side's add: either the waiter sees the new seq and does
-// not sleep, or Wake sees a sleeper and broadcasts under mu, which it can only
-// take once the waiter is inside cond.Wait.
+// Why no wakeup is lost: Prepare sets hasWaiters with a read-modify-write
+// before the waiter checks its condition; Wake loads the word after the
+// condition was made true. All sync/atomic operations are sequentially
+// consistent, so either the waiter sees the condition, or Wake sees
+// hasWaiters and bumps the sequence, which Wait then sees. A waiter that
+// must sleep sets hasSleepers in the same word, under mu, with a CAS that
+// also checks the sequence is unchanged; Wake broadcasts under mu when it
+// clears that bit, which it can only take once the sleeper is in cond.Wait.
+//
+// The payoff: Wake with nobody waiting is one atomic load, no write, so a
+// busy pipe whose other end is running costs no cache-line ping-pong here.
 //
 // The zero Event is ready to use. An Event must not be copied after first use.
 type Event struct {
-	seq      atomic.Uint32 // bumped by every Wake
-	sleepers atomic.Int32  // goroutines inside the cond.Wait loop
-	mu       sync.Mutex
-	cond     sync.Cond // L is &mu, set lazily under mu
+	word atomic.Uint32
+	mu   sync.Mutex
+	cond sync.Cond // L is &mu, set lazily under mu
 }
 
-// Seq returns the current value of the event word. Take it before checking
-// the condition that Wait is meant to wait for.
-func (e *Event) Seq() uint32 { return e.seq.Load() }
+// Prepare announces that the caller is about to check a condition and,
+// if it does not hold, to Wait. It returns the snapshot to pass to Wait.
+// A Prepare that is not followed by a Wait costs the next Wake one atomic
+// write, nothing more.
+func (e *Event) Prepare() uint32 {
+	for {
+		v := e.word.Load()
+		if v&hasWaiters != 0 || e.word.CompareAndSwap(v, v|hasWaiters) {
+			return v &^ flags
+		}
+	}
+}
 
-// Wake reports a change to every goroutine waiting on a snapshot older than
-// now. It costs one atomic add and one load when nobody sleeps.
+// Wake reports a change to every goroutine that called Prepare before it.
 func (e *Event) Wake() {
-	e.seq.Inc()
-	if e.sleepers.Load() == 0 {
+	v := e.word.Load()
+	if v&hasWaiters == 0 {
 		return
 	}
-	e.mu.Lock()
-	if e.cond.L != nil {
-		e.cond.Broadcast()
+	for !e.word.CompareAndSwap(v, v&^flags+seqOne) {
+		v = e.word.Load()
 	}
-	e.mu.Unlock()
+	if v&hasSleepers != 0 {
+		e.mu.Lock()
+		e.cond.Broadcast()
+		e.mu.Unlock()
+	}
 }
 
-// Wait blocks until the event word differs from seq, or ctx is done. It
-// returns nil when woken and ctx.Err() when the context ended first. Wait may
-// also return nil spuriously; callers re-check their condition in a loop.
+// changed reports whether a Wake has happened since the snapshot seq.
+func (e *Event) changed(seq uint32) bool { return e.word.Load()&^flags != seq }
+
+// Wait blocks until a Wake after the Prepare that returned seq, or until ctx
+// is done. It returns nil when woken and ctx.Err() when the context ended
+// first. Callers re-check their condition after Wait, in a loop.
 //
 // A context that can never be done (Done() == nil, as for
 // context.Background) costs no allocation; any other context costs one
@@ -74,9 +100,9 @@ func (e *Event) Wait(ctx context.Context, seq uint32) error {
 			return ctx.Err()
 		default:
 		}
-		// The callback takes mu before broadcasting: the waiter checks
-		// ctx.Err under mu before every cond.Wait, so the broadcast cannot
-		// fall between that check and the sleep.
+		// The callback takes mu before broadcasting: the sleeper checks
+		// ctx.Err under mu before every cond.Wait, so the broadcast
+		// cannot fall between that check and the sleep.
 		stop := context.AfterFunc(ctx, func() {
 			e.mu.Lock()
 			e.cond.Broadcast()
@@ -85,22 +111,25 @@ func (e *Event) Wait(ctx context.Context, seq uint32) error {
 		defer stop()
 	}
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	if e.cond.L == nil {
 		e.cond.L = &e.mu
 	}
-	e.sleepers.Inc()
-	var err error
-	for e.seq.Load() == seq {
+	for {
 		if done != nil {
-			if err = ctx.Err(); err != nil {
-				break
+			if err := ctx.Err(); err != nil {
+				return err
 			}
+		}
+		v := e.word.Load()
+		if v&^flags != seq {
+			return nil
+		}
+		if v&hasSleepers == 0 && !e.word.CompareAndSwap(v, v|hasSleepers) {
+			continue // the word moved: look again
 		}
 		e.cond.Wait()
 	}
-	e.sleepers.Dec()
-	e.mu.Unlock()
-	return err
 }
 
 // Spinning pays only when the waker can run at the same time, that is with
@@ -119,14 +148,14 @@ func (e *Event) spin(seq uint32) bool {
 	}
 	for r := 0; r < spinRounds; r++ {
 		for i := 0; i < spinLoads; i++ {
-			if e.seq.Load() != seq {
+			if e.changed(seq) {
 				return true
 			}
 		}
 	}
 	for r := 0; r < yields; r++ {
 		runtime.Gosched()
-		if e.seq.Load() != seq {
+		if e.changed(seq) {
 			return true
 		}
 	}

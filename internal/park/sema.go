@@ -153,7 +153,7 @@ func (s *Sema) Enqueue(n uint64, owner any) Waiter {
 func (s *Sema) Wait(ctx context.Context, q Waiter) error {
 	w := q.w
 	for {
-		seq := w.ev.Seq()
+		seq := w.ev.Prepare()
 		if w.state.Load() != pending {
 			break
 		}
