@@ -1,0 +1,209 @@
+package bench
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"testing"
+
+	"github.com/djherbis/buffer"
+	"github.com/djherbis/nio/v3"
+	"github.com/smallnest/ringbuffer"
+)
+
+// The shape of Pipe64MiB.
+const (
+	pipeTotal = 64 << 20 // bytes per op
+	pipeChunk = 4 << 10  // bytes per Write and per Read
+	pipeBound = 1 << 20  // bytes a pipe may buffer
+)
+
+// A pipeRun is one op of Pipe64MiB: it makes a pipe, and a producer
+// goroutine writes src over and over in chunk-byte writes until total
+// bytes are written, then closes its end; the calling goroutine reads
+// chunk bytes at a time into dst (wrapping around) until EOF, and returns
+// how many bytes it read. len(src) and total are multiples of chunk.
+type pipeRun func(src, dst []byte, total, chunk int) (int64, error)
+
+// A pipePeer is one contender of Pipe64MiB.
+type pipePeer struct {
+	name string
+	// setup builds the state that the ops of one benchmark run share
+	// (a pool, a reusable buffer) and returns the op.
+	setup func() pipeRun
+}
+
+// pipePeers are the contenders of Pipe64MiB. bytespool puts itself first
+// (pipe_bytespool_test.go).
+var pipePeers = []pipePeer{
+	{"io-pipe", setupIOPipe},
+	{"nio", setupNio},
+	{"ringbuffer", setupRingBuffer},
+	{"floor", setupPipeFloor},
+}
+
+// pipeWriter is the write end of any of the pipes.
+type pipeWriter interface {
+	io.Writer
+	CloseWithError(error) error
+}
+
+// transfer runs one op over the pipe r, w: it starts the producer, consumes
+// until EOF, closes the read end, and reports the first error of either
+// side.
+func transfer(r io.ReadCloser, w pipeWriter, src, dst []byte, total, chunk int) (int64, error) {
+	werr := make(chan error, 1)
+	go func() {
+		err := produce(w, src, total, chunk)
+		w.CloseWithError(err) // nil closes with io.EOF
+		werr <- err
+	}()
+	n, err := consume(r, dst, chunk)
+	r.Close()
+	if err2 := <-werr; err == nil {
+		err = err2
+	}
+	if err == nil && n != int64(total) {
+		err = fmt.Errorf("bench: read %d bytes through the pipe, want %d", n, total)
+	}
+	return n, err
+}
+
+func produce(w io.Writer, src []byte, total, chunk int) error {
+	for off := 0; off < total; off += chunk {
+		o := off % len(src)
+		if _, err := w.Write(src[o : o+chunk]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func consume(r io.Reader, dst []byte, chunk int) (int64, error) {
+	var n int64
+	o := 0
+	for {
+		m, err := r.Read(dst[o:min(o+chunk, len(dst))])
+		n += int64(m)
+		if o += m; o == len(dst) {
+			o = 0
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+		if m == 0 {
+			return n, io.ErrNoProgress
+		}
+	}
+}
+
+// setupIOPipe: io.Pipe, unbuffered: every Write waits for Reads to take
+// all of it, so the 1 MiB bound does not apply.
+func setupIOPipe() pipeRun {
+	return func(src, dst []byte, total, chunk int) (int64, error) {
+		r, w := io.Pipe()
+		return transfer(r, w, src, dst, total, chunk)
+	}
+}
+
+// setupNio: djherbis/nio's Pipe over a 1 MiB djherbis/buffer, reused from
+// op to op (each op drains it).
+func setupNio() pipeRun {
+	buf := buffer.New(pipeBound)
+	return func(src, dst []byte, total, chunk int) (int64, error) {
+		r, w := nio.Pipe(buf)
+		return transfer(r, w, src, dst, total, chunk)
+	}
+}
+
+// setupRingBuffer: smallnest/ringbuffer in blocking mode over a 1 MiB
+// array reused from op to op.
+func setupRingBuffer() pipeRun {
+	buf := make([]byte, pipeBound)
+	return func(src, dst []byte, total, chunk int) (int64, error) {
+		rb := ringbuffer.NewBuffer(buf).SetBlocking(true)
+		return transfer(rb.ReadCloser(), ringWriter{rb}, src, dst, total, chunk)
+	}
+}
+
+// ringWriter gives a RingBuffer the write end's CloseWithError.
+type ringWriter struct{ *ringbuffer.RingBuffer }
+
+func (w ringWriter) CloseWithError(err error) error {
+	if err == nil {
+		w.CloseWriter()
+	} else {
+		w.RingBuffer.CloseWithError(err)
+	}
+	return nil
+}
+
+// setupPipeFloor: no library and no second goroutine: each chunk is copied
+// into a 1 MiB ring and out of it again, the two copies a pipe implies.
+func setupPipeFloor() pipeRun {
+	ring := make([]byte, pipeBound)
+	return func(src, dst []byte, total, chunk int) (int64, error) {
+		pos, o := 0, 0
+		for off := 0; off < total; off += chunk {
+			s := off % len(src)
+			copy(ring[pos:pos+chunk], src[s:s+chunk])
+			copy(dst[o:o+chunk], ring[pos:pos+chunk])
+			if pos += chunk; pos == len(ring) {
+				pos = 0
+			}
+			if o += chunk; o == len(dst) {
+				o = 0
+			}
+		}
+		return int64(total), nil
+	}
+}
+
+// BenchmarkPipe64MiB: a producer goroutine writes 64 MiB into a pipe in
+// 4 KiB writes while the benchmark goroutine reads 4 KiB at a time; the
+// pipe buffers at most 1 MiB. One op is the whole 64 MiB.
+func BenchmarkPipe64MiB(b *testing.B) {
+	src, dst := payload(pipeBound, 0), make([]byte, pipeBound)
+	for _, peer := range pipePeers {
+		b.Run("peer="+peer.name, func(b *testing.B) {
+			run := peer.setup()
+			// One op before the timer starts, so that the peer's
+			// one-time setup (a pool's slabs) is not counted.
+			if _, err := run(src, dst, pipeTotal, pipeChunk); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.SetBytes(pipeTotal)
+			b.ResetTimer()
+			for range b.N {
+				if _, err := run(src, dst, pipeTotal, pipeChunk); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestPipes checks that every pipe peer delivers exactly what was written,
+// in order, with more data than the pipe can buffer.
+func TestPipes(t *testing.T) {
+	const total = 4 * pipeBound
+	src := payload(total, 3)
+	for _, peer := range pipePeers {
+		t.Run(peer.name, func(t *testing.T) {
+			run := peer.setup()
+			for round := range 2 {
+				dst := make([]byte, total)
+				if _, err := run(src, dst, total, pipeChunk); err != nil {
+					t.Fatalf("round %d: %v", round, err)
+				}
+				if !bytes.Equal(dst, src) {
+					t.Fatalf("round %d: read differs from what was written", round)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,107 @@
+package bench
+
+import (
+	"bytes"
+	"runtime"
+	"sync/atomic"
+	"testing"
+)
+
+// payload returns n bytes of a pattern that does not repeat every block, so
+// that a test catches bytes read from the wrong place.
+func payload(n int, seed byte) []byte {
+	p := make([]byte, n)
+	for i := range p {
+		p[i] = byte(i) ^ byte(i>>8)*31 ^ byte(i>>16)*17 ^ seed
+	}
+	return p
+}
+
+// BenchmarkStream2MiB: get a buffer, write 2 MiB in 32 KiB writes, read it
+// back in 32 KiB reads, release the buffer.
+func BenchmarkStream2MiB(b *testing.B) { benchRoundTrip(b, 2<<20, 32<<10, false) }
+
+// BenchmarkSmall1KiB: get a buffer, write 1 KiB, read 1 KiB, release.
+func BenchmarkSmall1KiB(b *testing.B) { benchRoundTrip(b, 1<<10, 1<<10, false) }
+
+// BenchmarkStream2MiBParallel is Stream2MiB under b.RunParallel.
+func BenchmarkStream2MiBParallel(b *testing.B) { benchRoundTrip(b, 2<<20, 32<<10, true) }
+
+// BenchmarkSmall1KiBParallel is Small1KiB under b.RunParallel.
+func BenchmarkSmall1KiBParallel(b *testing.B) { benchRoundTrip(b, 1<<10, 1<<10, true) }
+
+// A worker is the per-goroutine state of a buffer benchmark.
+type worker struct {
+	op       roundTrip
+	src, dst []byte
+}
+
+func newWorker(newOp func() roundTrip, size int) *worker {
+	return &worker{op: newOp(), src: payload(size, 0), dst: make([]byte, size)}
+}
+
+func benchRoundTrip(b *testing.B, size, chunk int, parallel bool) {
+	for _, peer := range bufferPeers {
+		b.Run("peer="+peer.name, func(b *testing.B) {
+			newOp := peer.setup(size)
+			// Every goroutine's buffers are made, and every op warmed up
+			// once, before the timer starts, so that neither counts in
+			// allocs/op even at -benchtime=1x.
+			workers := make([]*worker, 1)
+			if parallel {
+				workers = make([]*worker, runtime.GOMAXPROCS(0))
+			}
+			for i := range workers {
+				w := newWorker(newOp, size)
+				if err := w.op(w.src, w.dst, chunk); err != nil {
+					b.Fatal(err)
+				}
+				workers[i] = w
+			}
+			b.ReportAllocs()
+			b.SetBytes(int64(size))
+			b.ResetTimer()
+			if !parallel {
+				w := workers[0]
+				for range b.N {
+					if err := w.op(w.src, w.dst, chunk); err != nil {
+						b.Fatal(err)
+					}
+				}
+				return
+			}
+			var next atomic.Int32
+			b.RunParallel(func(pb *testing.PB) {
+				w := workers[next.Add(1)-1]
+				for pb.Next() {
+					if err := w.op(w.src, w.dst, chunk); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestRoundTrip checks that every buffer peer reads back exactly what was
+// written, op after op, in both shapes of the workloads.
+func TestRoundTrip(t *testing.T) {
+	for _, peer := range bufferPeers {
+		t.Run(peer.name, func(t *testing.T) {
+			for _, shape := range []struct{ size, chunk int }{{2 << 20, 32 << 10}, {1 << 10, 1 << 10}} {
+				op := peer.setup(shape.size)()
+				dst := make([]byte, shape.size)
+				for round := range 3 {
+					src := payload(shape.size, byte(round))
+					if err := op(src, dst, shape.chunk); err != nil {
+						t.Fatalf("%d bytes, round %d: %v", shape.size, round, err)
+					}
+					if !bytes.Equal(dst, src) {
+						t.Fatalf("%d bytes, round %d: read back differs from what was written", shape.size, round)
+					}
+				}
+			}
+		})
+	}
+}
