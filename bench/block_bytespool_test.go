@@ -46,22 +46,29 @@ func benchBlockRing(b *testing.B, parallel bool) {
 	// Under concurrency Pop can report empty, and Push full, while
 	// another goroutine is between its claim and its publish (see package
 	// ring); like the pool's getBlock and putBlock, the loop yields and
-	// tries again, since a block and a free slot are known to exist.
+	// tries again, since a block and a free slot are known to exist. How
+	// often that happens is reported as retries/op.
+	var retries atomic.Int64
 	b.RunParallel(func(pb *testing.PB) {
 		var i byte
+		var n int64
 		for pb.Next() {
 			idx, ok := free.Pop()
 			for !ok {
+				n++
 				runtime.Gosched()
 				idx, ok = free.Pop()
 			}
 			arena[int(idx)*blockSize] = i
 			for !free.Push(idx) {
+				n++
 				runtime.Gosched()
 			}
 			i++
 		}
+		retries.Add(n)
 	})
+	b.ReportMetric(float64(retries.Load())/float64(b.N), "retries/op")
 }
 
 // benchBlockBytes: the public path to one block: a 4 KiB Write, which
