@@ -1,0 +1,144 @@
+package fuzz
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+)
+
+// A seed is a named input of a fuzz target, written in terms of its header
+// and its ops. Every target f.Adds its seeds, and TestSeedCorpus checks that
+// testdata/fuzz/<Target>/<name> holds each of them (with
+// BYTESPOOL_WRITE_SEEDS=1 it writes them instead).
+type seed struct {
+	name string
+	head []byte
+	ops  []op
+}
+
+func (s seed) data() []byte { return encode(s.head, s.ops) }
+
+// mk builds an op.
+func mk(kind byte, aux byte, size uint16) op {
+	return op{Code: uint16(aux)<<8 | uint16(kind), Size: size}
+}
+
+// blockSizeSel returns the header byte that picks block size bs.
+func blockSizeSel(bs int) byte {
+	for i, v := range blockSizes {
+		if v == bs {
+			return byte(i)
+		}
+	}
+	panic(fmt.Sprint("no selector for block size ", bs))
+}
+
+// FuzzBytesOps seeds. Size helpers: small(n) is n, blocks(k, d) is k*bs+d,
+// bytesN(n) is n.
+var bytesOpsSeeds = func() []seed {
+	w := func(s uint16) op { return mk(bopWrite, 1, s) }
+	ws := func(s uint16) op { return mk(bopWriteString, 2, s) }
+	wb := mk(bopWriteByte, 3, 0)
+	r := func(s uint16) op { return mk(bopRead, 0, s) }
+	rb := mk(bopReadByte, 0, 0)
+	rf := func(s uint16) op { return mk(bopReadFrom, 4, s) }
+	wt := mk(bopWriteTo, 0, 0)
+	reset := mk(bopReset, 0, 0)
+	ln := mk(bopLen, 0, 0)
+	cl := mk(kindClose, 0, 0)
+	head := func(bs int, capSel, maxLenSel, extra byte) []byte {
+		return []byte{blockSizeSel(bs), capSel, maxLenSel, extra}
+	}
+	return []seed{
+		{"bs1-basic", head(1, 0, 0, 0), []op{
+			w(small(5)), r(small(2)), rb, w(small(0)), ws(small(0)), rf(small(3)), ln, r(small(0)),
+			wt, r(small(1)), rb, r(small(0)), ws(small(4)), reset, ln, rb,
+		}},
+		{"bs1-cap1", head(1, 1, 0, 0), []op{
+			wb, wb, w(small(2)), rf(small(1)), rf(small(0)), rb, rf(small(1)), rf(small(3)),
+			ln, rb, w(small(1)), reset, rb, wb,
+		}},
+		{"exact-fit-maxlen", head(16, 0, 2|1<<2, 0), []op{ // maxLen 32 = 2 blocks
+			w(blocks(2, 0)), wb, ws(small(1)), w(small(0)), rf(small(0)), rf(small(1)),
+			r(small(1)), w(small(1)), wb, r(blocks(1, 0)), ws(small(15)), ws(small(1)),
+			wt, w(blocks(2, 1)), w(blocks(2, -1)), wb, wb, rf(small(2)), ln,
+		}},
+		{"exact-fit-cap", head(8, 2, 0, 0), []op{ // 2 blocks of 8 bytes
+			w(blocks(2, 0)), wb, r(blocks(1, 0)), w(blocks(1, 0)), r(small(1)), wb,
+			r(blocks(1, -1)), wb, w(small(7)), w(small(1)), rf(small(1)), wt,
+			rf(blocks(2, 0)), rf(small(0)), ln, r(blocks(3, 0)), w(blocks(2, 1)), w(blocks(2, 0)),
+		}},
+		{"readfrom-into-room", head(16, 2|1<<2, 0, 0), []op{ // 3 blocks of 16 bytes
+			w(small(3)), rf(blocks(1, 0)), ln, w(small(13)), w(small(1)), r(small(3)),
+			rf(blocks(2, 0)), r(blocks(1, 0)), rf(blocks(1, 5)), wt, rf(blocks(3, 7)), reset,
+			rf(small(15)), rf(small(2)), wb, r(small(15)), rb, rb,
+		}},
+		{"readfrom-maxlen-exact", head(4, 0, 3, 0), []op{ // maxLen 4-1 = 3
+			rf(small(3)), rf(small(0)), rf(small(1)), rb, rf(small(2)), wt,
+			rf(small(4)), ln, r(small(3)), w(small(3)), wb, reset, ws(small(3)),
+		}},
+		{"maxlen-one-under-block", head(100, 0, 3, 0), []op{ // maxLen 99
+			w(blocks(1, -1)), wb, r(small(1)), wb, wt, ws(blocks(1, 0)), rf(blocks(1, 0)),
+			r(bytesN(50)), rf(blocks(1, 0)), ln,
+		}},
+		{"bs8192-one-block-odd-maxmemory", head(8192, 1, 0, 0xff), []op{
+			w(blocks(1, 0)), wb, rf(small(1)), r(bytesN(100)), wb, r(blocks(1, 0)),
+			rf(blocks(1, 0)), rf(small(1)), reset, rf(blocks(1, 1)), wt, w(blocks(1, 1)),
+		}},
+		{"close-midway", head(7, 2|2<<2, 1|3<<2, 0), []op{ // 4 blocks of 7, maxLen 4
+			w(small(4)), wb, r(small(2)), cl, w(small(0)), w(small(1)), wb, r(small(0)),
+			r(small(1)), rb, rf(small(0)), wt, reset, ln, cl,
+		}},
+		{"bs3-tight-cap", head(3, 2|1<<2, 0, 0x81), []op{ // 3 blocks of 3, MaxMemory 10
+			w(small(9)), w(small(1)), r(small(1)), w(small(1)), r(small(3)), w(small(1)),
+			w(small(3)), rf(small(3)), r(small(8)), rf(small(9)), rf(small(10)), ln,
+			ws(small(2)), r(small(2)), rf(small(7)), wt,
+		}},
+		{"big-block-computed", []byte{200, 3, 2, 0}, []op{
+			w(blocks(3, 7)), rf(blocks(2, -3)), r(bytesN(511)), ws(blocks(1, 1)), wt,
+			rf(bytesN(300)), w(bytesN(511)), r(blocks(1, 0)), reset,
+		}},
+	}
+}()
+
+// TestSeedCorpus checks that the committed corpus holds every seed, and
+// that the seeds decode to the ops they were written from.
+func TestSeedCorpus(t *testing.T) {
+	write := os.Getenv("BYTESPOOL_WRITE_SEEDS") == "1"
+	for target, seeds := range allSeeds() {
+		for _, s := range seeds {
+			data := s.data()
+			in := newInput(data, len(s.head), 1<<20)
+			if got := in.all(); !reflect.DeepEqual(got, s.ops) && !(len(got) == 0 && len(s.ops) == 0) {
+				t.Errorf("%s/%s: decodes to %v, want %v", target, s.name, got, s.ops)
+			}
+			file := filepath.Join("testdata", "fuzz", target, s.name)
+			content := []byte(fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", data))
+			if write {
+				if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(file, content, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			got, err := os.ReadFile(file)
+			if err != nil || !bytes.Equal(got, content) {
+				t.Errorf("%s is missing or stale; regenerate the corpus with BYTESPOOL_WRITE_SEEDS=1 go test -run TestSeedCorpus ./fuzz", file)
+			}
+		}
+	}
+}
+
+func allSeeds() map[string][]seed {
+	return map[string][]seed{
+		"FuzzBytesOps":      bytesOpsSeeds,
+		"FuzzInterleavings": interleaveSeeds,
+		"FuzzPipe":          pipeSeeds,
+		"FuzzRing":          ringSeeds,
+	}
+}
