@@ -18,8 +18,7 @@ type extent struct {
 // live; every block they name is held by the chain and goes back to the pool
 // when its extent is dropped. All extents are full to the end of their block
 // except the last one, whose free tail ("room") the next write fills; a
-// the first extent may start past the front of its block, and so may one
-// that ReadFrom appends (see appendBlock).
+// the first extent may start past the front of its block.
 //
 // Invariants, under the owner's lock:
 //   - n is the sum of end-off over the live extents;
@@ -93,16 +92,19 @@ func fillRoom[T bytesOrString](c *chain, p T) T {
 
 // appendBlock adds bytes [0, n) of block blk, which the caller holds and
 // filled without the lock: the bytes that fit in the room of the last block
-// are copied there, and blk joins the chain holding the rest. It reports
+// are copied there, and blk joins the chain holding the rest, moved to the
+// front of blk so that every block but the first and the last stays full
+// (short reads must not spread data thinly over many blocks). It reports
 // whether blk joined; if not, all n bytes were copied and the caller still
 // holds blk.
 func (c *chain) appendBlock(blk uint32, n int) bool {
-	data := c.pool.arena.Block(blk)[:n]
-	rest := fillRoom(c, data)
+	data := c.pool.arena.Block(blk)
+	rest := fillRoom(c, data[:n])
 	if len(rest) == 0 {
 		return false
 	}
-	c.push(extent{blk: blk, off: uint32(n - len(rest)), end: uint32(n)})
+	k := copy(data, rest) // no-op when the last block had no room
+	c.push(extent{blk: blk, end: uint32(k)})
 	return true
 }
 

@@ -203,6 +203,12 @@ func (w *PipeWriter) ReadFrom(r io.Reader) (int64, error) {
 	for err == nil {
 		limit := pp.room(c.pool.blockSize)
 		if limit <= 0 {
+			if blk != noBlock {
+				// Do not sit on a block while the reader catches up.
+				c.pool.putBlock(blk)
+				c.release(1)
+				blk = noBlock
+			}
 			err = pp.wait(context.Background(), &pp.space, pp.space.Prepare())
 			if err == nil {
 				err = pp.writeErr()

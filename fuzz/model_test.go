@@ -174,7 +174,7 @@ func (m *bytesModel) ReadFrom(src []byte) (total int64, left int, err error) {
 		src = src[n:]
 		rest := m.fill(chunk)
 		if len(rest) > 0 {
-			m.blocks = append(m.blocks, extent{n - len(rest), n})
+			m.blocks = append(m.blocks, extent{0, len(rest)})
 			m.data = append(m.data, rest...)
 			private = false
 		}
