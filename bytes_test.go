@@ -1,0 +1,1171 @@
+package bytespool
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"testing/iotest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// ---------------------------------------------------------------------------
+// Round trip against a bytes.Buffer model
+
+// nonNil maps nil to an empty slice, so that "no bytes" compares equal
+// however it is represented.
+func nonNil(p []byte) []byte {
+	if p == nil {
+		return []byte{}
+	}
+	return p
+}
+
+func randBytes(rng *rand.Rand, n int) []byte {
+	p := make([]byte, (n+7)&^7)
+	for i := 0; i < len(p); i += 8 {
+		binary.LittleEndian.PutUint64(p[i:], rng.Uint64())
+	}
+	return p[:n]
+}
+
+func TestRoundTripAgainstModel(t *testing.T) {
+	for _, bs := range []int{1, 7, 4096, 65536} {
+		t.Run(fmt.Sprintf("blockSize=%d", bs), func(t *testing.T) {
+			p := testPool(t, 0, bs)
+			rng := rand.New(rand.NewPCG(uint64(bs), 7))
+			maxIO := min(3*bs+100, 200_000)
+			steps := 1500
+			if bs >= 4096 {
+				steps = 400
+			}
+			if testing.Short() {
+				steps /= 5
+			}
+			b := p.NewBytes(0)
+			defer b.Free()
+			var model bytes.Buffer
+			for step := range steps {
+				op := rng.IntN(13)
+				what := ""
+				switch op {
+				case 0, 1, 2:
+					data := randBytes(rng, rng.IntN(maxIO+1))
+					what = fmt.Sprintf("Write(%d)", len(data))
+					n, err := b.Write(data)
+					require.NoError(t, err, what)
+					require.Equal(t, len(data), n, what)
+					model.Write(data)
+				case 3:
+					data := randBytes(rng, rng.IntN(maxIO+1))
+					what = fmt.Sprintf("WriteString(%d)", len(data))
+					n, err := b.WriteString(string(data))
+					require.NoError(t, err, what)
+					require.Equal(t, len(data), n, what)
+					model.Write(data)
+				case 4:
+					c := byte(rng.Uint32())
+					what = "WriteByte"
+					require.NoError(t, b.WriteByte(c))
+					model.WriteByte(c)
+				case 5, 6, 7:
+					k := rng.IntN(maxIO + 1)
+					what = fmt.Sprintf("Read(%d)", k)
+					got, want := make([]byte, k), make([]byte, k)
+					n, err := b.Read(got)
+					wn, werr := model.Read(want)
+					require.Equal(t, werr, err, what)
+					require.Equal(t, wn, n, what)
+					require.Equal(t, want[:wn], got[:n], what)
+				case 8:
+					what = "ReadByte"
+					c, err := b.ReadByte()
+					wc, werr := model.ReadByte()
+					require.Equal(t, werr, err, what)
+					require.Equal(t, wc, c, what)
+				case 9:
+					if rng.IntN(3) != 0 {
+						continue // keep the buffer from being drained too often
+					}
+					what = "WriteTo(bytes.Buffer)"
+					var out bytes.Buffer
+					n, err := b.WriteTo(&out)
+					require.NoError(t, err, what)
+					require.Equal(t, int64(model.Len()), n, what)
+					require.Equal(t, nonNil(model.Bytes()), nonNil(out.Bytes()), what)
+					model.Reset()
+				case 10, 11:
+					data := randBytes(rng, rng.IntN(maxIO+1))
+					var r io.Reader
+					switch rng.IntN(5) {
+					case 0:
+						what, r = "bytes.Reader", bytes.NewReader(data)
+					case 1:
+						// One call per byte: keep it short, but long enough
+						// to cross blocks of every size when b is not empty.
+						data = data[:min(len(data), 20000)]
+						what, r = "OneByteReader", iotest.OneByteReader(bytes.NewReader(data))
+					case 2:
+						what, r = "HalfReader", iotest.HalfReader(bytes.NewReader(data))
+					case 3:
+						what, r = "DataErrReader", iotest.DataErrReader(bytes.NewReader(data))
+					case 4:
+						what, r = "reader without Len", noLen{bytes.NewReader(data)}
+					}
+					what = fmt.Sprintf("ReadFrom(%s of %d)", what, len(data))
+					n, err := b.ReadFrom(r)
+					require.NoError(t, err, what)
+					require.Equal(t, int64(len(data)), n, what)
+					model.Write(data)
+				case 12:
+					if rng.IntN(4) != 0 {
+						continue
+					}
+					what = "Reset"
+					b.Reset()
+					model.Reset()
+				}
+				require.Equal(t, model.Len(), b.Len(), "step %d: after %s", step, what)
+				inUse := p.Stats().BlocksInUse
+				if model.Len() == 0 {
+					require.Equal(t, 0, inUse, "step %d: an empty Bytes holds no block (after %s)", step, what)
+				} else {
+					require.GreaterOrEqual(t, inUse, (model.Len()+bs-1)/bs, "step %d: after %s", step, what)
+				}
+			}
+			require.Equal(t, nonNil(model.Bytes()), readAll(t, b))
+			require.Equal(t, 0, p.Stats().BlocksInUse)
+		})
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Limits: exact fits and all-or-nothing errors
+
+func TestMaxLenExactFit(t *testing.T) {
+	p := testPool(t, 0, 16)
+	for _, maxLen := range []int{1, 15, 16, 17, 100} {
+		t.Run(fmt.Sprint(maxLen), func(t *testing.T) {
+			data := fill(maxLen, 3)
+			b := p.NewBytes(maxLen)
+			defer b.Free()
+			n, err := b.Write(data)
+			require.NoError(t, err)
+			require.Equal(t, maxLen, n)
+
+			n, err = b.Write([]byte{1})
+			assert.Equal(t, 0, n)
+			assert.ErrorIs(t, err, ErrBytesCapacityTooSmall)
+			n, err = b.WriteString("x")
+			assert.Equal(t, 0, n)
+			assert.ErrorIs(t, err, ErrBytesCapacityTooSmall)
+			assert.ErrorIs(t, b.WriteByte(1), ErrBytesCapacityTooSmall)
+			n, err = b.WriteContext(context.Background(), []byte{1})
+			assert.Equal(t, 0, n)
+			assert.ErrorIs(t, err, ErrBytesCapacityTooSmall)
+			assert.Equal(t, maxLen, b.Len(), "a refused write leaves Len unchanged")
+
+			// Reading one byte makes room for exactly one.
+			c, err := b.ReadByte()
+			require.NoError(t, err)
+			assert.Equal(t, data[0], c)
+			require.NoError(t, b.WriteByte(0xAB))
+			assert.ErrorIs(t, b.WriteByte(0xCD), ErrBytesCapacityTooSmall)
+			assert.Equal(t, append(append([]byte{}, data[1:]...), 0xAB), readAll(t, b))
+		})
+	}
+}
+
+func TestMaxLenAllOrNothing(t *testing.T) {
+	p := testPool(t, 0, 16)
+	b := p.NewBytes(100)
+	defer b.Free()
+	first := fill(60, 1)
+	_, err := b.Write(first)
+	require.NoError(t, err)
+	n, err := b.Write(fill(41, 2))
+	assert.Equal(t, 0, n, "nothing of a write past maxLen is written")
+	assert.ErrorIs(t, err, ErrBytesCapacityTooSmall)
+	assert.Equal(t, 60, b.Len())
+	second := fill(40, 3)
+	n, err = b.Write(second)
+	require.NoError(t, err)
+	assert.Equal(t, 40, n)
+	assert.Equal(t, append(append([]byte{}, first...), second...), readAll(t, b))
+}
+
+func TestPoolExactFit(t *testing.T) {
+	const bs, blocks = 16, 4
+	p := testPool(t, blocks*bs, bs)
+
+	t.Run("exactly N blocks", func(t *testing.T) {
+		b := p.NewBytes(0)
+		defer b.Free()
+		data := fill(blocks*bs, 1)
+		within(t, "a write of exactly the pool", func() {
+			n, err := b.Write(data)
+			assert.NoError(t, err)
+			assert.Equal(t, len(data), n)
+		})
+		assert.Equal(t, blocks, p.Stats().BlocksInUse)
+		assert.Equal(t, data, readAll(t, b))
+	})
+
+	t.Run("N blocks and one byte fails at once", func(t *testing.T) {
+		// Even while another Bytes holds blocks, the answer is an error,
+		// not a wait.
+		h := p.NewBytes(0)
+		defer h.Free()
+		_, err := h.Write(fill(2*bs, 9))
+		require.NoError(t, err)
+		b := p.NewBytes(0)
+		defer b.Free()
+		var n int
+		within(t, "a write larger than the pool", func() { n, err = b.Write(fill(blocks*bs+1, 1)) })
+		assert.Equal(t, 0, n)
+		assert.ErrorIs(t, err, ErrPoolTooSmall)
+		within(t, "a string larger than the pool", func() { n, err = b.WriteString(strings.Repeat("x", blocks*bs+1)) })
+		assert.Equal(t, 0, n)
+		assert.ErrorIs(t, err, ErrPoolTooSmall)
+		assert.Equal(t, 0, b.Len())
+		assert.Equal(t, 0, p.Stats().Waiters)
+		assert.Equal(t, 2, p.Stats().BlocksInUse)
+	})
+
+	t.Run("the room of the last block counts", func(t *testing.T) {
+		b := p.NewBytes(0)
+		defer b.Free()
+		_, err := b.Write(fill(blocks*bs-1, 1))
+		require.NoError(t, err)
+		require.NoError(t, b.WriteByte(0xEE), "the last byte fits in the room of the last block")
+		assert.Equal(t, blocks, p.Stats().BlocksInUse)
+		within(t, "WriteByte on a Bytes holding the whole pool", func() { err = b.WriteByte(0xEF) })
+		assert.ErrorIs(t, err, ErrPoolTooSmall)
+		assert.Equal(t, blocks*bs, b.Len())
+		// After reading a block, the Bytes may hold one more.
+		buf := make([]byte, bs)
+		_, err = b.Read(buf)
+		require.NoError(t, err)
+		n, err := b.Write(fill(bs, 2))
+		require.NoError(t, err)
+		assert.Equal(t, bs, n)
+		assert.Equal(t, blocks*bs, b.Len())
+	})
+
+	t.Run("maxLen is checked before waiting", func(t *testing.T) {
+		hs := holdBlocks(t, p, blocks)
+		defer func() {
+			for _, h := range hs {
+				h.Free()
+			}
+		}()
+		b := p.NewBytes(10)
+		defer b.Free()
+		var n int
+		var err error
+		within(t, "a write past maxLen on an exhausted pool", func() { n, err = b.Write(fill(11, 1)) })
+		assert.Equal(t, 0, n)
+		assert.ErrorIs(t, err, ErrBytesCapacityTooSmall)
+		assert.Equal(t, 0, p.Stats().Waiters)
+	})
+}
+
+func TestEmptyOperations(t *testing.T) {
+	const bs = 16
+	p := testPool(t, 2*bs, bs)
+	b := p.NewBytes(0)
+	defer b.Free()
+
+	// Empty reads.
+	n, err := b.Read(nil)
+	assert.Equal(t, 0, n)
+	assert.NoError(t, err, "Read with len(p)==0 returns 0, nil even on an empty Bytes")
+	n, err = b.Read(make([]byte, 10))
+	assert.Equal(t, 0, n)
+	assert.Equal(t, io.EOF, err)
+	_, err = b.ReadByte()
+	assert.Equal(t, io.EOF, err)
+	var out bytes.Buffer
+	n64, err := b.WriteTo(&out)
+	assert.Equal(t, int64(0), n64)
+	assert.NoError(t, err)
+	assert.Equal(t, 0, out.Len())
+	n64, err = b.ReadFrom(strings.NewReader(""))
+	assert.Equal(t, int64(0), n64)
+	assert.NoError(t, err)
+	n64, err = b.ReadFrom(noLen{strings.NewReader("")})
+	assert.Equal(t, int64(0), n64)
+	assert.NoError(t, err)
+	assert.Equal(t, 0, p.Stats().BlocksInUse)
+
+	// Empty writes succeed and take no block, even when the pool is
+	// exhausted (they must not wait) and the Bytes is full.
+	_, err = b.Write(fill(2*bs, 1))
+	require.NoError(t, err)
+	full := p.NewBytes(2 * bs)
+	defer full.Free()
+	within(t, "empty writes on an exhausted pool", func() {
+		n, err := b.Write(nil)
+		assert.Equal(t, 0, n)
+		assert.NoError(t, err)
+		n, err = b.Write([]byte{})
+		assert.Equal(t, 0, n)
+		assert.NoError(t, err)
+		n, err = b.WriteString("")
+		assert.Equal(t, 0, n)
+		assert.NoError(t, err)
+		n, err = b.WriteContext(context.Background(), nil)
+		assert.Equal(t, 0, n)
+		assert.NoError(t, err)
+		n, err = full.Write(nil)
+		assert.Equal(t, 0, n)
+		assert.NoError(t, err)
+	})
+	assert.Equal(t, 2*bs, b.Len())
+	assert.Equal(t, 0, full.Len())
+	assert.Equal(t, 2, p.Stats().BlocksInUse)
+	assert.Equal(t, 0, p.Stats().Waiters)
+
+	// An empty Read on a non-empty Bytes consumes nothing.
+	n, err = b.Read([]byte{})
+	assert.Equal(t, 0, n)
+	assert.NoError(t, err)
+	assert.Equal(t, 2*bs, b.Len())
+}
+
+// Bytes that other writers of b wait to write count against maxLen.
+func TestMaxLenCountsWaitingWrites(t *testing.T) {
+	const bs = 16
+	p := testPool(t, 2*bs, bs)
+	hs := holdBlocks(t, p, 2)
+	b := p.NewBytes(40)
+	defer b.Free()
+	data := fill(30, 1)
+	ch := parkedWrite(t, p, b, data, 1)
+	var n int
+	var err error
+	within(t, "a write that would pass maxLen with the waiting one", func() { n, err = b.Write(fill(11, 2)) })
+	assert.Equal(t, 0, n)
+	assert.ErrorIs(t, err, ErrBytesCapacityTooSmall)
+	hs[0].Free()
+	hs[1].Free()
+	r := await(t, "the waiting write", ch)
+	require.NoError(t, r.err)
+	assert.Equal(t, int64(30), r.n)
+	assert.Equal(t, data, readAll(t, b))
+}
+
+// ---------------------------------------------------------------------------
+// ReadFrom
+
+func TestReadFromMaxLen(t *testing.T) {
+	const bs, maxLen = 16, 100
+	p := testPool(t, 0, bs)
+	src := fill(maxLen+50, 1)
+
+	t.Run("bytes.Reader exact fit", func(t *testing.T) {
+		b := p.NewBytes(maxLen)
+		defer b.Free()
+		n, err := b.ReadFrom(bytes.NewReader(src[:maxLen]))
+		assert.NoError(t, err, "a source known to be drained ends without an error")
+		assert.Equal(t, int64(maxLen), n)
+		assert.Equal(t, src[:maxLen], readAll(t, b))
+	})
+
+	t.Run("data and EOF together, exact fit", func(t *testing.T) {
+		b := p.NewBytes(maxLen)
+		defer b.Free()
+		n, err := b.ReadFrom(iotest.DataErrReader(noLen{bytes.NewReader(src[:maxLen])}))
+		assert.NoError(t, err)
+		assert.Equal(t, int64(maxLen), n)
+		assert.Equal(t, src[:maxLen], readAll(t, b))
+	})
+
+	for _, extra := range []int{0, 1, 50} {
+		t.Run(fmt.Sprintf("reader without Len, %d bytes past maxLen", extra), func(t *testing.T) {
+			b := p.NewBytes(maxLen)
+			defer b.Free()
+			under := bytes.NewReader(src[:maxLen+extra])
+			n, err := b.ReadFrom(noLen{under})
+			assert.ErrorIs(t, err, ErrBytesCapacityTooSmall, "ReadFrom cannot tell the source is at its end")
+			assert.Equal(t, int64(maxLen), n)
+			assert.Equal(t, extra, under.Len(), "ReadFrom read past what fits")
+			assert.Equal(t, src[:maxLen], readAll(t, b))
+		})
+	}
+
+	t.Run("bytes.Reader past maxLen", func(t *testing.T) {
+		b := p.NewBytes(maxLen)
+		defer b.Free()
+		under := bytes.NewReader(src)
+		n, err := b.ReadFrom(under)
+		assert.ErrorIs(t, err, ErrBytesCapacityTooSmall)
+		assert.Equal(t, int64(maxLen), n)
+		assert.Equal(t, len(src)-maxLen, under.Len())
+		assert.Equal(t, src[:maxLen], readAll(t, b))
+	})
+
+	t.Run("short reads, partly full", func(t *testing.T) {
+		b := p.NewBytes(maxLen)
+		defer b.Free()
+		head := fill(30, 9)
+		_, err := b.Write(head)
+		require.NoError(t, err)
+		under := bytes.NewReader(src)
+		n, err := b.ReadFrom(iotest.HalfReader(under))
+		assert.ErrorIs(t, err, ErrBytesCapacityTooSmall)
+		assert.Equal(t, int64(maxLen-30), n)
+		assert.Equal(t, len(src)-(maxLen-30), under.Len())
+		assert.Equal(t, append(append([]byte{}, head...), src[:maxLen-30]...), readAll(t, b))
+	})
+
+	t.Run("already full", func(t *testing.T) {
+		b := p.NewBytes(maxLen)
+		defer b.Free()
+		_, err := b.Write(src[:maxLen])
+		require.NoError(t, err)
+		under := bytes.NewReader(src)
+		n, err := b.ReadFrom(noLen{under})
+		assert.ErrorIs(t, err, ErrBytesCapacityTooSmall)
+		assert.Equal(t, int64(0), n)
+		assert.Equal(t, len(src), under.Len())
+		n, err = b.ReadFrom(strings.NewReader(""))
+		assert.NoError(t, err, "a drained source fits even in a full Bytes")
+		assert.Equal(t, int64(0), n)
+		assert.Equal(t, maxLen, b.Len())
+	})
+}
+
+func TestReadFromPoolLimit(t *testing.T) {
+	const bs, blocks = 16, 4
+	p := testPool(t, blocks*bs, bs)
+	src := fill(blocks*bs+1, 1)
+
+	t.Run("bytes.Reader exactly the pool", func(t *testing.T) {
+		b := p.NewBytes(0)
+		defer b.Free()
+		var n int64
+		var err error
+		within(t, "ReadFrom", func() { n, err = b.ReadFrom(bytes.NewReader(src[:blocks*bs])) })
+		assert.NoError(t, err)
+		assert.Equal(t, int64(blocks*bs), n)
+		assert.Equal(t, src[:blocks*bs], readAll(t, b))
+	})
+	for _, k := range []int{blocks * bs, blocks*bs + 1} {
+		t.Run(fmt.Sprintf("reader without Len of %d bytes", k), func(t *testing.T) {
+			b := p.NewBytes(0)
+			defer b.Free()
+			under := bytes.NewReader(src[:k])
+			var n int64
+			var err error
+			within(t, "ReadFrom", func() { n, err = b.ReadFrom(noLen{under}) })
+			assert.ErrorIs(t, err, ErrPoolTooSmall)
+			assert.Equal(t, int64(blocks*bs), n)
+			assert.Equal(t, k-blocks*bs, under.Len())
+			assert.Equal(t, 0, p.Stats().Waiters)
+			assert.Equal(t, src[:blocks*bs], readAll(t, b))
+		})
+	}
+}
+
+func TestReadFromSourceErrors(t *testing.T) {
+	const bs = 16
+	p := testPool(t, 8*bs, bs)
+	data := fill(100, 3)
+
+	b := p.NewBytes(0)
+	defer b.Free()
+	n, err := b.ReadFrom(iotest.ErrReader(errTest))
+	assert.Equal(t, int64(0), n)
+	assert.ErrorIs(t, err, errTest)
+	assert.Equal(t, 0, b.Len())
+	assert.Equal(t, 0, p.Stats().BlocksInUse, "the block read into goes back")
+
+	// TimeoutReader returns data on the first read and fails the second.
+	n, err = b.ReadFrom(iotest.TimeoutReader(bytes.NewReader(data)))
+	assert.Equal(t, int64(bs), n)
+	assert.ErrorIs(t, err, iotest.ErrTimeout)
+	assert.Equal(t, data[:bs], readAll(t, b))
+
+	// Data and an error in the same call: the data is kept.
+	n, err = b.ReadFrom(io.MultiReader(bytes.NewReader(data[:5]), iotest.ErrReader(errTest)))
+	assert.Equal(t, int64(5), n)
+	assert.ErrorIs(t, err, errTest)
+	assert.Equal(t, data[:5], readAll(t, b))
+	assert.Equal(t, 0, p.Stats().BlocksInUse)
+}
+
+func TestReadFromBadCountPanics(t *testing.T) {
+	p := testPool(t, 0, 16)
+	b := p.NewBytes(0)
+	defer b.Free()
+	assert.Panics(t, func() { _, _ = b.ReadFrom(badReader{}) })
+	assert.Equal(t, 0, b.Len())
+	assert.Equal(t, 0, p.Stats().BlocksInUse, "the block ReadFrom was reading into leaked when the reader panicked it")
+	// The Bytes is still usable.
+	n, err := b.WriteString("ok")
+	require.NoError(t, err)
+	assert.Equal(t, 2, n)
+}
+
+type badReader struct{}
+
+func (badReader) Read(p []byte) (int, error) { return len(p) + 1, nil }
+
+// ---------------------------------------------------------------------------
+// WriteTo
+
+func TestWriteToWriterFailingMidway(t *testing.T) {
+	const bs = 16
+	data := fill(10*bs, 1)
+	for _, k := range []int{0, 1, bs - 1, bs, bs + 1, 5*bs + 3, 10*bs - 1} {
+		t.Run(fmt.Sprint(k), func(t *testing.T) {
+			p := testPool(t, 11*bs, bs)
+			b := p.NewBytes(0)
+			defer b.Free()
+			_, err := b.Write(data)
+			require.NoError(t, err)
+			w := &errWriter{k: k, err: errTest}
+			n, err := b.WriteTo(w)
+			assert.ErrorIs(t, err, errTest)
+			assert.Equal(t, int64(k), n)
+			assert.Equal(t, data[:k], nonNil(w.buf.Bytes()))
+			assert.Equal(t, len(data)-k, b.Len(), "what w did not take is put back")
+			assert.Equal(t, 10-k/bs, p.Stats().BlocksInUse, "the blocks w took in full went back")
+			// The rest is still there, in order, and b keeps working.
+			require.NoError(t, b.WriteByte(0x5A))
+			assert.Equal(t, append(append([]byte{}, data[k:]...), 0x5A), readAll(t, b))
+		})
+	}
+}
+
+func TestWriteToShortWrite(t *testing.T) {
+	const bs = 16
+	for _, c := range []struct {
+		name    string
+		size, k int
+		w       func(k int) interface {
+			io.Writer
+			Bytes() []byte
+		}
+	}{
+		// w takes at most k bytes per call: WriteTo must stop at the first
+		// short write, as io.Copy does, not go on with the next block.
+		{"per call, within one block", 10, 4, perCall},
+		{"per call, first of several blocks", 5 * bs, 4, perCall},
+		{"per call, every block", 5 * bs, bs - 1, perCall},
+		// w takes k bytes in all, then 0 per call.
+		{"in all, within the first block", 5 * bs, 4, inAll},
+		{"in all, exactly one block", 5 * bs, bs, inAll},
+		{"in all, across blocks", 5 * bs, bs + 3, inAll},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := testPool(t, 10*bs, bs)
+			b := p.NewBytes(0)
+			defer b.Free()
+			data := fill(c.size, 2)
+			_, err := b.Write(data)
+			require.NoError(t, err)
+			w := c.w(c.k)
+			n, err := b.WriteTo(w)
+			assert.ErrorIs(t, err, io.ErrShortWrite)
+			assert.Equal(t, int64(c.k), n, "WriteTo reports exactly what w took")
+			assert.Equal(t, data[:c.k], w.Bytes(), "w got the head of the data, in order")
+			assert.Equal(t, c.size-c.k, b.Len())
+			assert.Equal(t, data[c.k:], readAll(t, b))
+		})
+	}
+}
+
+func perCall(k int) interface {
+	io.Writer
+	Bytes() []byte
+} {
+	return &shortWriter{k: k}
+}
+
+func inAll(k int) interface {
+	io.Writer
+	Bytes() []byte
+} {
+	return &stingyWriter{k: k}
+}
+
+func TestWriteToBuffer(t *testing.T) {
+	const bs = 16
+	p := testPool(t, 0, bs)
+	b := p.NewBytes(0)
+	defer b.Free()
+	data := fill(10*bs+5, 1)
+	_, err := b.Write(data[:7])
+	require.NoError(t, err)
+	got := make([]byte, 3)
+	_, err = b.Read(got) // start mid-block
+	require.NoError(t, err)
+	_, err = b.Write(data[7:])
+	require.NoError(t, err)
+
+	var out bytes.Buffer
+	n, err := io.Copy(&out, b) // uses WriteTo
+	require.NoError(t, err)
+	assert.Equal(t, int64(len(data)-3), n)
+	assert.Equal(t, data[3:], out.Bytes())
+	assert.Equal(t, 0, b.Len())
+	assert.Equal(t, 0, p.Stats().BlocksInUse)
+}
+
+// WriteTo takes the data out of b while w runs, but b must never end up
+// holding more than maxLen: the data WriteTo puts back counts.
+func TestWriteToFailureKeepsMaxLen(t *testing.T) {
+	const bs, maxLen = 16, 100
+	p := testPool(t, 0, bs)
+	b := p.NewBytes(maxLen)
+	defer b.Free()
+	data := fill(maxLen, 1)
+	_, err := b.Write(data)
+	require.NoError(t, err)
+
+	var innerN int
+	var innerErr error
+	w := writerFunc(func(q []byte) (int, error) {
+		// Runs inside WriteTo, as another writer of b would.
+		innerN, innerErr = b.Write(fill(50, 2))
+		return 0, errTest
+	})
+	n, err := b.WriteTo(w)
+	assert.Equal(t, int64(0), n)
+	assert.ErrorIs(t, err, errTest)
+	assert.LessOrEqual(t, b.Len(), maxLen, "b holds more than its maxLen")
+	assert.Equal(t, 0, innerN)
+	assert.ErrorIs(t, innerErr, ErrBytesCapacityTooSmall)
+	assert.Equal(t, data, readAll(t, b))
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// ---------------------------------------------------------------------------
+// Use after Free
+
+func TestUseAfterFree(t *testing.T) {
+	p := testPool(t, 0, 16)
+	b := p.NewBytes(0)
+	_, err := b.Write(fill(40, 1))
+	require.NoError(t, err)
+	b.Free()
+	assert.Equal(t, 0, p.Stats().BlocksInUse)
+
+	n, err := b.Write([]byte("x"))
+	assert.Equal(t, 0, n)
+	assert.ErrorIs(t, err, ErrClosed)
+	n, err = b.Write(nil)
+	assert.Equal(t, 0, n)
+	assert.ErrorIs(t, err, ErrClosed)
+	n, err = b.WriteString("x")
+	assert.Equal(t, 0, n)
+	assert.ErrorIs(t, err, ErrClosed)
+	assert.ErrorIs(t, b.WriteByte('x'), ErrClosed)
+	n, err = b.WriteContext(context.Background(), []byte("x"))
+	assert.Equal(t, 0, n)
+	assert.ErrorIs(t, err, ErrClosed)
+	n64, err := b.ReadFrom(strings.NewReader("x"))
+	assert.Equal(t, int64(0), n64)
+	assert.ErrorIs(t, err, ErrClosed)
+	n, err = b.Read(make([]byte, 4))
+	assert.Equal(t, 0, n)
+	assert.ErrorIs(t, err, ErrClosed)
+	n, err = b.Read(nil)
+	assert.Equal(t, 0, n)
+	assert.ErrorIs(t, err, ErrClosed)
+	_, err = b.ReadByte()
+	assert.ErrorIs(t, err, ErrClosed)
+	var out bytes.Buffer
+	n64, err = b.WriteTo(&out)
+	assert.Equal(t, int64(0), n64)
+	assert.ErrorIs(t, err, ErrClosed)
+	assert.Equal(t, 0, out.Len())
+	assert.Equal(t, 0, b.Len())
+	assert.NotPanics(t, b.Reset)
+	assert.NotPanics(t, b.Free, "Free twice is harmless")
+	assert.ErrorIs(t, b.Close(), ErrClosed)
+	assert.Equal(t, 0, p.Stats().BlocksInUse)
+}
+
+func TestCloseThenClose(t *testing.T) {
+	p := testPool(t, 0, 16)
+	b := p.NewBytes(0)
+	_, err := b.Write(fill(40, 1))
+	require.NoError(t, err)
+	assert.NoError(t, b.Close())
+	assert.Equal(t, 0, p.Stats().BlocksInUse)
+	assert.ErrorIs(t, b.Close(), ErrClosed)
+	n, err := b.Write([]byte("x"))
+	assert.Equal(t, 0, n)
+	assert.ErrorIs(t, err, ErrClosed)
+}
+
+func TestReissuedHeaderStartsEmpty(t *testing.T) {
+	p := testPool(t, 0, 16)
+	for i := range 50 {
+		b := p.NewBytes(10)
+		assert.Equal(t, 0, b.Len(), "round %d", i)
+		n, err := b.Write(fill(10, byte(i)))
+		require.NoError(t, err)
+		require.Equal(t, 10, n)
+		n, err = b.Write([]byte{1})
+		assert.ErrorIs(t, err, ErrBytesCapacityTooSmall, "round %d: the maxLen of the new owner applies", i)
+		assert.Equal(t, 0, n)
+		b.Free()
+	}
+}
+
+// ---------------------------------------------------------------------------
+// A waiting Write never blocks the other methods of the same Bytes
+
+func TestWaitingWriteDoesNotBlockReaders(t *testing.T) {
+	const bs = 16
+	p := testPool(t, 10*bs, bs)
+	b := p.NewBytes(0)
+	defer b.Free()
+	held := fill(2*bs, 1)
+	_, err := b.Write(held)
+	require.NoError(t, err)
+	hs := holdBlocks(t, p, 8)
+	defer func() {
+		for _, h := range hs {
+			h.Free()
+		}
+	}()
+
+	// Needs 8 blocks; b holds 2 and the other 8 are held elsewhere.
+	data := fill(8*bs, 2)
+	ch := parkedWrite(t, p, b, data, 1)
+
+	within(t, "Len", func() { assert.Equal(t, 2*bs, b.Len()) })
+	within(t, "Read", func() {
+		buf := make([]byte, bs)
+		n, err := b.Read(buf)
+		assert.NoError(t, err)
+		assert.Equal(t, bs, n)
+		assert.Equal(t, held[:bs], buf)
+	})
+	assert.Equal(t, 1, p.Stats().Waiters, "one free block is not enough for the writer")
+	within(t, "ReadByte", func() {
+		c, err := b.ReadByte()
+		assert.NoError(t, err)
+		assert.Equal(t, held[bs], c)
+	})
+	within(t, "Len", func() { assert.Equal(t, bs-1, b.Len()) })
+	within(t, "WriteTo", func() {
+		w := &errWriter{k: 3, err: errTest}
+		n, err := b.WriteTo(w)
+		assert.ErrorIs(t, err, errTest)
+		assert.Equal(t, int64(3), n)
+		assert.Equal(t, held[bs+1:bs+4], w.buf.Bytes())
+	})
+	within(t, "Len", func() { assert.Equal(t, bs-4, b.Len()) })
+	within(t, "Reset", b.Reset)
+	within(t, "Len", func() { assert.Equal(t, 0, b.Len()) })
+	assert.Equal(t, 1, p.Stats().Waiters)
+	assert.True(t, stillRunning(ch))
+	assert.Equal(t, 8, p.Stats().BlocksInUse)
+
+	// Blocks freed elsewhere let the writer finish.
+	for _, h := range hs[:6] {
+		h.Free()
+	}
+	hs = hs[6:]
+	r := await(t, "the waiting write", ch)
+	require.NoError(t, r.err)
+	assert.Equal(t, int64(8*bs), r.n)
+	assert.Equal(t, data, readAll(t, b))
+}
+
+// ---------------------------------------------------------------------------
+// One Bytes shared by concurrent writers and a reader
+
+const recSize = 64
+
+// record builds record seq of writer id: id, seq, a body derived from
+// both, and a checksum.
+func record(id byte, seq uint32) []byte {
+	r := make([]byte, recSize)
+	r[0] = id
+	binary.LittleEndian.PutUint32(r[1:5], seq)
+	for i := 5; i < recSize-1; i++ {
+		r[i] = id*31 + byte(seq)*7 + byte(i)
+	}
+	var sum byte
+	for _, c := range r[:recSize-1] {
+		sum += c
+	}
+	r[recSize-1] = sum
+	return r
+}
+
+func TestConcurrentWritersOneReader(t *testing.T) {
+	const (
+		bs      = 100 // records straddle blocks
+		writers = 4
+	)
+	perWriter := 2000
+	if testing.Short() {
+		perWriter = 200
+	}
+	p := testPool(t, 32*bs, bs)
+	b := p.NewBytes(0)
+	defer b.Free()
+
+	var wg sync.WaitGroup
+	for g := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq := range uint32(perWriter) {
+				rec := record(byte(g), seq)
+				for {
+					var n int
+					var err error
+					switch seq % 3 {
+					case 0:
+						n, err = b.Write(rec)
+					case 1:
+						n, err = b.WriteString(string(rec))
+					case 2:
+						n, err = b.WriteContext(context.Background(), rec)
+					}
+					if err == ErrPoolTooSmall {
+						// b holds the whole pool; wait for the reader.
+						runtime.Gosched()
+						continue
+					}
+					if !assert.NoError(t, err) || !assert.Equal(t, recSize, n) {
+						return
+					}
+					break
+				}
+			}
+		}()
+	}
+
+	next := make([]uint32, writers)
+	total := writers * perWriter
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		rec := make([]byte, recSize)
+		got := 0
+		deadline := time.Now().Add(waitTimeout)
+		for got < total {
+			have := 0
+			for have < recSize {
+				n, err := b.Read(rec[have:])
+				have += n
+				if err == io.EOF {
+					if time.Now().After(deadline) {
+						assert.Fail(t, "reader starved", "got %d of %d records", got, total)
+						return
+					}
+					runtime.Gosched()
+					continue
+				}
+				if !assert.NoError(t, err) {
+					return
+				}
+			}
+			id := rec[0]
+			if !assert.Less(t, int(id), writers, "record %d: bad writer id", got) {
+				return
+			}
+			seq := binary.LittleEndian.Uint32(rec[1:5])
+			if !assert.Equal(t, next[id], seq, "record %d: writer %d out of order", got, id) ||
+				!assert.Equal(t, record(id, seq), rec, "record %d torn", got) {
+				return
+			}
+			next[id]++
+			got++
+		}
+	}()
+	within(t, "the writers", wg.Wait)
+	select {
+	case <-readerDone:
+	case <-time.After(waitTimeout):
+		t.Fatal("the reader did not finish")
+	}
+	for g := range writers {
+		assert.Equal(t, uint32(perWriter), next[g], "records of writer %d", g)
+	}
+	assert.Equal(t, 0, b.Len())
+	assert.Equal(t, 0, p.Stats().BlocksInUse)
+}
+
+// Several goroutines drain one Bytes with WriteTo while others write
+// records to it. WriteTo takes the whole chain at once and Write appends
+// atomically, so every WriteTo hands over whole records only, and every
+// record reaches exactly one drainer, intact.
+func TestConcurrentWriteToAndWriters(t *testing.T) {
+	const (
+		bs       = 100
+		writers  = 4
+		drainers = 3
+	)
+	perWriter := 1000
+	if testing.Short() {
+		perWriter = 100
+	}
+	p := testPool(t, 0, bs)
+	b := p.NewBytes(0)
+	defer b.Free()
+
+	var wg sync.WaitGroup
+	for g := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq := range uint32(perWriter) {
+				n, err := b.Write(record(byte(g), seq))
+				if !assert.NoError(t, err) || !assert.Equal(t, recSize, n) {
+					return
+				}
+			}
+		}()
+	}
+	stop := make(chan struct{})
+	outs := make([]bytes.Buffer, drainers)
+	var dg sync.WaitGroup
+	for d := range drainers {
+		dg.Add(1)
+		go func() {
+			defer dg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				n, err := b.WriteTo(&outs[d])
+				if !assert.NoError(t, err) || !assert.Zero(t, n%recSize, "WriteTo split a record") {
+					return
+				}
+				if n == 0 {
+					runtime.Gosched()
+				}
+			}
+		}()
+	}
+	within(t, "the writers", wg.Wait)
+	close(stop)
+	within(t, "the drainers", dg.Wait)
+	// What is left after the drainers stopped.
+	_, err := b.WriteTo(&outs[0])
+	require.NoError(t, err)
+
+	seen := make([][]bool, writers)
+	for g := range seen {
+		seen[g] = make([]bool, perWriter)
+	}
+	for d := range outs {
+		data := outs[d].Bytes()
+		require.Zero(t, len(data)%recSize)
+		last := make([]int64, writers)
+		for i := range last {
+			last[i] = -1
+		}
+		for ; len(data) > 0; data = data[recSize:] {
+			rec := data[:recSize]
+			id := rec[0]
+			require.Less(t, int(id), writers)
+			seq := binary.LittleEndian.Uint32(rec[1:5])
+			require.Less(t, int(seq), perWriter)
+			require.Equal(t, record(id, seq), rec, "torn record")
+			require.False(t, seen[id][seq], "record %d/%d delivered twice", id, seq)
+			require.Greater(t, int64(seq), last[id], "records of writer %d out of order", id)
+			last[id] = int64(seq)
+			seen[id][seq] = true
+		}
+	}
+	for g := range seen {
+		for seq, ok := range seen[g] {
+			require.True(t, ok, "record %d/%d lost", g, seq)
+		}
+	}
+	assert.Equal(t, 0, b.Len())
+	assert.Equal(t, 0, p.Stats().BlocksInUse)
+}
+
+// A writer that waited recomputes its need: other writers of the same Bytes
+// may have added or filled room in the last block meanwhile.
+func TestWriteAfterWaitRecomputesNeed(t *testing.T) {
+	const bs = 16
+
+	t.Run("needs fewer: gives the extra block back", func(t *testing.T) {
+		p := testPool(t, 3*bs, bs)
+		hs := holdBlocks(t, p, 3)
+		b := p.NewBytes(0)
+		defer b.Free()
+		x := fill(5, 1)
+		chX := parkedWrite(t, p, b, x, 1) // 1 block
+		w := fill(20, 2)
+		chW := parkedWrite(t, p, b, w, 2) // 2 blocks, as b has no room yet
+		hs[0].Free()
+		rX := await(t, "X", chX)
+		require.NoError(t, rX.err)
+		// X left 11 bytes of room, so W now needs 1 block, not 2.
+		hs[1].Free()
+		hs[2].Free()
+		rW := await(t, "W", chW)
+		require.NoError(t, rW.err)
+		assert.Equal(t, int64(20), rW.n)
+		s := p.Stats()
+		assert.Equal(t, 2, s.BlocksInUse, "W kept a block it did not need")
+		assert.Equal(t, 0, s.Waiters)
+		assert.Equal(t, append(append([]byte{}, x...), w...), readAll(t, b))
+	})
+
+	t.Run("needs more, and gets it at once", func(t *testing.T) {
+		p := testPool(t, 3*bs, bs)
+		b := p.NewBytes(0)
+		defer b.Free()
+		head := fill(5, 1)
+		_, err := b.Write(head) // 11 bytes of room
+		require.NoError(t, err)
+		h := p.NewBytes(0)
+		_, err = h.Write(fill(2*bs, 9)) // the other 2 blocks
+		require.NoError(t, err)
+		w := fill(20, 2)
+		chW := parkedWrite(t, p, b, w, 1) // 1 block after the room
+		x := fill(11, 3)
+		within(t, "a write that fits in the room", func() {
+			n, err := b.Write(x) // no block needed: it does not queue
+			assert.NoError(t, err)
+			assert.Equal(t, 11, n)
+		})
+		h.Free() // 2 blocks at once: W is granted 1 and finds it needs 2
+		rW := await(t, "W", chW)
+		require.NoError(t, rW.err)
+		assert.Equal(t, int64(20), rW.n)
+		assert.Equal(t, 3, p.Stats().BlocksInUse)
+		assert.Equal(t, append(append(append([]byte{}, head...), x...), w...), readAll(t, b))
+	})
+
+	t.Run("needs more, and waits again", func(t *testing.T) {
+		p := testPool(t, 3*bs, bs)
+		b := p.NewBytes(0)
+		defer b.Free()
+		head := fill(5, 1)
+		_, err := b.Write(head)
+		require.NoError(t, err)
+		hs := holdBlocks(t, p, 2)
+		w := fill(20, 2)
+		chW := parkedWrite(t, p, b, w, 1)
+		x := fill(11, 3)
+		_, err = b.Write(x)
+		require.NoError(t, err)
+		hs[0].Free() // W is granted 1, needs 2, gives it back and queues again
+		waitWaiters(t, p, 1)
+		assert.True(t, stillRunning(chW))
+		assert.Equal(t, 2, p.Stats().BlocksInUse, "W holds no block while it waits again (b holds 1, hs[1] holds 1)")
+		hs[1].Free()
+		rW := await(t, "W", chW)
+		require.NoError(t, rW.err)
+		assert.Equal(t, int64(20), rW.n)
+		assert.Equal(t, 3, p.Stats().BlocksInUse)
+		assert.Equal(t, append(append(append([]byte{}, head...), x...), w...), readAll(t, b))
+	})
+}
+
+// Free from inside the writer of WriteTo or the reader of ReadFrom: the
+// call ends with ErrClosed and every block goes back.
+func TestFreeDuringWriteToAndReadFrom(t *testing.T) {
+	const bs = 16
+	t.Run("WriteTo", func(t *testing.T) {
+		p := testPool(t, 0, bs)
+		b := p.NewBytes(0)
+		data := fill(5*bs, 1)
+		_, err := b.Write(data)
+		require.NoError(t, err)
+		var got bytes.Buffer
+		n, err := b.WriteTo(writerFunc(func(q []byte) (int, error) {
+			got.Write(q[:5])
+			b.Free()
+			return 5, errTest
+		}))
+		assert.ErrorIs(t, err, ErrClosed)
+		assert.Equal(t, int64(5), n)
+		assert.Equal(t, data[:5], got.Bytes())
+		assert.Equal(t, 0, p.Stats().BlocksInUse)
+	})
+	t.Run("ReadFrom", func(t *testing.T) {
+		p := testPool(t, 0, bs)
+		b := p.NewBytes(0)
+		calls := 0
+		n, err := b.ReadFrom(readerFunc(func(q []byte) (int, error) {
+			calls++
+			if calls == 2 {
+				b.Free()
+			}
+			return copy(q, "abcde"), nil
+		}))
+		assert.ErrorIs(t, err, ErrClosed)
+		assert.Equal(t, int64(5), n, "only the read before Free counts")
+		assert.Equal(t, 2, calls)
+		assert.Equal(t, 0, p.Stats().BlocksInUse)
+	})
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+// Data written while WriteTo runs goes behind what WriteTo puts back.
+func TestWriteToPutsBackBeforeConcurrentWrites(t *testing.T) {
+	const bs = 16
+	for _, c := range []struct{ size, k, inner int }{
+		{3 * bs, 5, 1},
+		{3 * bs, 5, 40},
+		{3 * bs, bs + 1, 200},
+		{10 * bs, 0, 30 * bs},
+		{bs / 2, 3, 5},
+	} {
+		t.Run(fmt.Sprintf("size=%d/took=%d/inner=%d", c.size, c.k, c.inner), func(t *testing.T) {
+			p := testPool(t, 0, bs)
+			b := p.NewBytes(0)
+			defer b.Free()
+			data := fill(c.size, 1)
+			_, err := b.Write(data)
+			require.NoError(t, err)
+			more := fill(c.inner, 2)
+			var got bytes.Buffer
+			calls := 0
+			n, err := b.WriteTo(writerFunc(func(q []byte) (int, error) {
+				if calls++; calls == 1 {
+					_, werr := b.Write(more) // another writer of b, while WriteTo runs
+					assert.NoError(t, werr)
+				}
+				k := min(len(q), c.k-got.Len())
+				got.Write(q[:k])
+				if k < len(q) {
+					return k, errTest
+				}
+				return k, nil
+			}))
+			assert.ErrorIs(t, err, errTest)
+			assert.Equal(t, int64(c.k), n)
+			assert.Equal(t, data[:c.k], nonNil(got.Bytes()))
+			want := append(append([]byte{}, data[c.k:]...), more...)
+			assert.Equal(t, len(want), b.Len())
+			assert.Equal(t, want, readAll(t, b))
+			assert.Equal(t, 0, p.Stats().BlocksInUse)
+		})
+	}
+}

@@ -1,0 +1,984 @@
+package bytespool
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/atomic"
+)
+
+// ---------------------------------------------------------------------------
+// Configuration and bad input
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	type tc struct {
+		name  string
+		cfg   Config
+		field string // the field the message must name
+		value string // the offending value the message must show
+	}
+	cases := []tc{
+		{"negative MaxMemory", Config{MaxMemory: -1}, "MaxMemory", "-1"},
+		{"very negative MaxMemory", Config{MaxMemory: -1 << 40, BlockSize: 512}, "MaxMemory", strconv.Itoa(-1 << 40)},
+		{"negative BlockSize", Config{BlockSize: -1}, "BlockSize", "-1"},
+		{"negative BlockSize, limited", Config{MaxMemory: 1 << 20, BlockSize: -4096}, "BlockSize", "-4096"},
+		{"BlockSize over MaxBlockSize", Config{BlockSize: MaxBlockSize + 1}, "BlockSize", strconv.Itoa(MaxBlockSize + 1)},
+		{"MaxMemory under one block", Config{MaxMemory: 100, BlockSize: 4096}, "MaxMemory", "100"},
+		{"MaxMemory one byte short of the default block", Config{MaxMemory: DefaultBlockSize - 1}, "MaxMemory", strconv.Itoa(DefaultBlockSize - 1)},
+	}
+	if strconv.IntSize == 64 {
+		// One block more than uint32 indices can name.
+		cases = append(cases, tc{"more blocks than indices", Config{MaxMemory: 1 << 32, BlockSize: 1}, "MaxMemory", strconv.Itoa(1 << 32)})
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := New(c.cfg)
+			require.Error(t, err)
+			assert.Nil(t, p)
+			assert.ErrorIs(t, err, ErrInvalidConfig)
+			assert.Contains(t, err.Error(), c.field)
+			assert.Contains(t, err.Error(), c.value)
+		})
+	}
+}
+
+func TestNewAcceptsEdges(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		cfg       Config
+		blockSize int
+		total     int
+	}{
+		{"zero Config", Config{}, DefaultBlockSize, 0},
+		{"exactly one block", Config{MaxMemory: 4096, BlockSize: 4096}, 4096, 1},
+		{"exactly one default block", Config{MaxMemory: DefaultBlockSize}, DefaultBlockSize, 1},
+		{"rounded down to whole blocks", Config{MaxMemory: 3*1000 + 999, BlockSize: 1000}, 1000, 3},
+		{"BlockSize at MaxBlockSize, unlimited", Config{BlockSize: MaxBlockSize}, MaxBlockSize, 0},
+		{"block of one byte", Config{MaxMemory: 10, BlockSize: 1}, 1, 10},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := New(c.cfg)
+			require.NoError(t, err)
+			require.NotNil(t, p)
+			checkNoLeak(t, p)
+			assert.Equal(t, Stats{BlockSize: c.blockSize, BlocksTotal: c.total}, p.Stats())
+		})
+	}
+}
+
+func TestNewDefaultsUnlimited4K(t *testing.T) {
+	p, err := New(Config{})
+	require.NoError(t, err)
+	checkNoLeak(t, p)
+	s := p.Stats()
+	assert.Equal(t, 4096, s.BlockSize)
+	assert.Equal(t, 0, s.BlocksTotal, "the zero Config is unlimited")
+
+	// Unlimited: a write far larger than any first slab succeeds at once.
+	b := p.NewBytes(0)
+	defer b.Free()
+	data := fill(3<<20+5, 3)
+	within(t, "a large write to an unlimited pool", func() {
+		n, err := b.Write(data)
+		assert.NoError(t, err)
+		assert.Equal(t, len(data), n)
+	})
+	assert.Equal(t, (len(data)+4095)/4096, p.Stats().BlocksInUse)
+	assert.Equal(t, data, readAll(t, b))
+}
+
+// panicMessage runs f and returns what it panicked with, as a string.
+func panicMessage(t *testing.T, f func()) (msg string) {
+	t.Helper()
+	defer func() {
+		r := recover()
+		require.NotNil(t, r, "expected a panic")
+		s, ok := r.(string)
+		if !ok {
+			if err, isErr := r.(error); isErr {
+				s = err.Error()
+			} else {
+				t.Fatalf("panic value %#v is neither a string nor an error", r)
+			}
+		}
+		msg = s
+	}()
+	f()
+	return ""
+}
+
+func TestNewBytesPoolPanicsNamingTheArgument(t *testing.T) {
+	for _, c := range []struct {
+		maxMemory, blockSize int
+		arg, value           string
+	}{
+		{1 << 20, 0, "blockSize", "0"},
+		{0, 0, "blockSize", "0"},
+		{1 << 20, -1, "blockSize", "-1"},
+		{0, -4096, "blockSize", "-4096"},
+		{0, MaxBlockSize + 1, "blockSize", strconv.Itoa(MaxBlockSize + 1)},
+		{-1, 4096, "maxMemory", "-1"},
+		{-1 << 30, 4096, "maxMemory", strconv.Itoa(-1 << 30)},
+		{100, 4096, "maxMemory", "100"},
+		{4095, 4096, "maxMemory", "4095"},
+	} {
+		t.Run(fmt.Sprintf("NewBytesPool(%d,%d)", c.maxMemory, c.blockSize), func(t *testing.T) {
+			msg := panicMessage(t, func() { NewBytesPool(c.maxMemory, c.blockSize) })
+			assert.Contains(t, msg, "NewBytesPool")
+			assert.Contains(t, msg, c.arg, "the message must name the argument")
+			assert.Contains(t, msg, c.value)
+		})
+	}
+}
+
+func TestNewBytesNegativeMaxLenPanics(t *testing.T) {
+	p := testPool(t, 1<<16, 1024)
+	for _, maxLen := range []int{-1, -1 << 40} {
+		msg := panicMessage(t, func() { p.NewBytes(maxLen) })
+		assert.Contains(t, msg, "maxLen")
+		assert.Contains(t, msg, strconv.Itoa(maxLen))
+	}
+	// The panics left the pool intact.
+	b := p.NewBytes(0)
+	defer b.Free()
+	n, err := b.WriteString("ok")
+	require.NoError(t, err)
+	assert.Equal(t, 2, n)
+}
+
+// ---------------------------------------------------------------------------
+// Stats
+
+func TestStatsLazyAllocation(t *testing.T) {
+	p := testPool(t, 100*4096, 4096)
+	assert.Equal(t, Stats{BlockSize: 4096, BlocksTotal: 100}, p.Stats(), "a fresh pool has carved nothing")
+
+	b := p.NewBytes(0)
+	n, err := b.Write(fill(2*4096+1, 1)) // 3 blocks
+	require.NoError(t, err)
+	require.Equal(t, 2*4096+1, n)
+	s := p.Stats()
+	assert.Equal(t, 3, s.BlocksInUse)
+	assert.Equal(t, 3, s.BlocksAllocated)
+	assert.Equal(t, 100, s.BlocksTotal)
+	assert.Equal(t, 0, s.Waiters)
+	assert.Equal(t, uint64(0), s.Waits)
+
+	buf := make([]byte, 4096)
+	n, err = b.Read(buf) // the first block is fully read and goes back
+	require.NoError(t, err)
+	require.Equal(t, 4096, n)
+	s = p.Stats()
+	assert.Equal(t, 2, s.BlocksInUse)
+	assert.Equal(t, 3, s.BlocksAllocated)
+
+	b.Free()
+	s = p.Stats()
+	assert.Equal(t, 0, s.BlocksInUse)
+	assert.Equal(t, 3, s.BlocksAllocated, "carved blocks are kept for reuse")
+
+	// Reuse: the same amount again carves nothing new.
+	b = p.NewBytes(0)
+	_, err = b.Write(fill(3*4096, 2))
+	require.NoError(t, err)
+	assert.Equal(t, 3, p.Stats().BlocksInUse)
+	assert.Equal(t, 3, p.Stats().BlocksAllocated)
+	b.Free()
+}
+
+func TestStatsUnlimitedGrowsAcrossSlabs(t *testing.T) {
+	p, err := New(Config{})
+	require.NoError(t, err)
+	checkNoLeak(t, p)
+	const blocks = 1000
+	data := fill(blocks*4096, 9)
+
+	b := p.NewBytes(0)
+	n, err := b.Write(data)
+	require.NoError(t, err)
+	require.Equal(t, len(data), n)
+	s := p.Stats()
+	assert.Equal(t, 0, s.BlocksTotal)
+	assert.Equal(t, blocks, s.BlocksInUse)
+	assert.Equal(t, blocks, s.BlocksAllocated)
+	assert.GreaterOrEqual(t, p.arena.Slabs(), 3, "1000 blocks of 4 KiB span several slabs")
+
+	// A second Bytes grows the arena further while the first holds its blocks.
+	b2 := p.NewBytes(0)
+	_, err = b2.Write(data[:blocks/2*4096])
+	require.NoError(t, err)
+	assert.Equal(t, blocks+blocks/2, p.Stats().BlocksInUse)
+	assert.Equal(t, blocks+blocks/2, p.Stats().BlocksAllocated)
+
+	assert.Equal(t, data, readAll(t, b))
+	assert.Equal(t, blocks/2, p.Stats().BlocksInUse)
+	assert.Equal(t, data[:blocks/2*4096], readAll(t, b2))
+	assert.Equal(t, 0, p.Stats().BlocksInUse)
+	b.Free()
+	b2.Free()
+
+	// Everything came back, and is reused rather than carved again.
+	b = p.NewBytes(0)
+	_, err = b.Write(data)
+	require.NoError(t, err)
+	assert.Equal(t, blocks+blocks/2, p.Stats().BlocksAllocated)
+	assert.Equal(t, data, readAll(t, b))
+	b.Free()
+}
+
+// ---------------------------------------------------------------------------
+// The hard cap under load
+
+func TestHardCapUnderLoad(t *testing.T) {
+	const (
+		bs      = 64
+		total   = 64
+		workers = 8
+	)
+	ops := 3000
+	if testing.Short() {
+		ops = 300
+	}
+	p := testPool(t, total*bs, bs)
+
+	stop := make(chan struct{})
+	var samples atomic.Int64
+	var sampler sync.WaitGroup
+	sampler.Add(1)
+	go func() {
+		defer sampler.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			s := p.Stats()
+			samples.Inc()
+			if !assert.LessOrEqual(t, s.BlocksInUse, s.BlocksTotal, "cap exceeded: %+v", s) ||
+				!assert.GreaterOrEqual(t, s.BlocksInUse, 0, "more blocks returned than taken: %+v", s) ||
+				!assert.LessOrEqual(t, s.BlocksAllocated, s.BlocksTotal, "carved past the cap: %+v", s) ||
+				!assert.LessOrEqual(t, s.Waiters, workers, "%+v", s) {
+				return
+			}
+		}
+	}()
+
+	var wg sync.WaitGroup
+	for g := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), 42))
+			b := p.NewBytes(0)
+			defer func() { b.Free() }()
+			var model []byte // what b holds
+			seed := byte(g * 31)
+			for op := range ops {
+				switch {
+				case rng.IntN(60) == 0:
+					b.Free()
+					b = p.NewBytes(0)
+					model = model[:0]
+				case rng.IntN(40) == 0:
+					b.Reset()
+					model = model[:0]
+				case len(model) <= 4*bs:
+					// Write while holding at most 6 blocks: with 8 workers
+					// at most 48 blocks are held by waiters, so the head of
+					// the queue (at most 16 blocks) can always be served.
+					data := fill(1+rng.IntN(16*bs), seed+byte(op))
+					var n int
+					var err error
+					switch rng.IntN(4) {
+					case 0:
+						n, err = b.Write(data)
+					case 1:
+						n, err = b.WriteString(string(data))
+					case 2:
+						data = data[:1]
+						err = b.WriteByte(data[0])
+						n = 1
+					case 3:
+						ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rng.IntN(200))*time.Microsecond)
+						n, err = b.WriteContext(ctx, data)
+						cancel()
+						if errors.Is(err, context.DeadlineExceeded) {
+							if !assert.Equal(t, 0, n) || !assert.Equal(t, len(model), b.Len()) {
+								return
+							}
+							continue
+						}
+					}
+					if !assert.NoError(t, err) || !assert.Equal(t, len(data), n) {
+						return
+					}
+					model = append(model, data...)
+				default:
+					buf := make([]byte, 1+rng.IntN(8*bs))
+					n, err := b.Read(buf)
+					want := min(len(buf), len(model))
+					if !assert.NoError(t, err) || !assert.Equal(t, want, n) ||
+						!assert.Equal(t, model[:want], buf[:n], "worker %d read other data", g) {
+						return
+					}
+					model = model[want:]
+				}
+				if !assert.Equal(t, len(model), b.Len()) {
+					return
+				}
+			}
+			got, err := io.ReadAll(b)
+			assert.NoError(t, err)
+			assert.Equal(t, model, got)
+		}()
+	}
+	within(t, "the workers", wg.Wait)
+	close(stop)
+	sampler.Wait()
+	assert.Positive(t, samples.Load())
+	s := p.Stats()
+	assert.Equal(t, 0, s.BlocksInUse)
+	assert.LessOrEqual(t, s.BlocksAllocated, total)
+}
+
+// ---------------------------------------------------------------------------
+// Blocking and waking
+
+func TestWriteBlocksUntilBlocksAreFreed(t *testing.T) {
+	const bs = 16
+	p := testPool(t, 4*bs, bs)
+	holder := p.NewBytes(0)
+	defer holder.Free()
+	held := fill(4*bs, 1)
+	_, err := holder.Write(held)
+	require.NoError(t, err)
+
+	b := p.NewBytes(0)
+	defer b.Free()
+	data := fill(2*bs, 100)
+	ch := parkedWrite(t, p, b, data, 1)
+	s := p.Stats()
+	assert.Equal(t, 4, s.BlocksInUse)
+	assert.Equal(t, 1, s.Waiters)
+	assert.Equal(t, 0, b.Len(), "a waiting write has written nothing")
+
+	// One block back is not enough for a write that needs two.
+	buf := make([]byte, bs)
+	n, err := holder.Read(buf)
+	require.NoError(t, err)
+	require.Equal(t, bs, n)
+	assert.Equal(t, held[:bs], buf)
+	assert.Equal(t, 1, p.Stats().Waiters)
+	assert.True(t, stillRunning(ch))
+
+	n, err = holder.Read(buf)
+	require.NoError(t, err)
+	require.Equal(t, bs, n)
+	r := await(t, "the parked write", ch)
+	require.NoError(t, r.err)
+	assert.Equal(t, int64(2*bs), r.n)
+	s = p.Stats()
+	assert.Equal(t, 4, s.BlocksInUse)
+	assert.Equal(t, 0, s.Waiters)
+	assert.Equal(t, uint64(1), s.Waits)
+	assert.Positive(t, s.WaitTime)
+	assert.Equal(t, data, readAll(t, b))
+	assert.Equal(t, held[2*bs:], readAll(t, holder))
+}
+
+func TestWriteContextCancelLeaksNothing(t *testing.T) {
+	const bs = 16
+	p := testPool(t, 5*bs, bs)
+	b := p.NewBytes(0)
+	defer b.Free()
+	head := fill(5, 7)
+	_, err := b.Write(head) // one block, 11 bytes of room
+	require.NoError(t, err)
+	hs := holdBlocks(t, p, 4)
+	defer func() {
+		for _, h := range hs {
+			h.Free()
+		}
+	}()
+	before := p.Stats()
+	require.Equal(t, 5, before.BlocksInUse)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	data := fill(40, 50) // room 11 + 2 new blocks
+	ch := async(func() (int64, error) {
+		n, err := b.WriteContext(ctx, data)
+		return int64(n), err
+	})
+	time.Sleep(settle)
+	waitWaiters(t, p, 1)
+	require.True(t, stillRunning(ch))
+	cancel()
+	r := await(t, "the cancelled write", ch)
+	assert.Equal(t, int64(0), r.n)
+	assert.ErrorIs(t, r.err, context.Canceled)
+	s := p.Stats()
+	assert.Equal(t, before.BlocksInUse, s.BlocksInUse)
+	assert.Equal(t, 0, s.Waiters)
+	assert.Equal(t, len(head), b.Len(), "a cancelled write writes nothing")
+
+	// b is still usable, and the same write goes through once blocks are free.
+	hs[0].Free()
+	hs[1].Free()
+	hs = hs[2:]
+	within(t, "a write with blocks free", func() {
+		n, err := b.Write(data)
+		assert.NoError(t, err)
+		assert.Equal(t, len(data), n)
+	})
+	assert.Equal(t, append(append([]byte{}, head...), data...), readAll(t, b))
+}
+
+func TestWriteContextDeadline(t *testing.T) {
+	const bs = 16
+	p := testPool(t, 2*bs, bs)
+	hs := holdBlocks(t, p, 2)
+	defer hs[0].Free()
+	defer hs[1].Free()
+
+	b := p.NewBytes(0)
+	defer b.Free()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	var n int
+	var err error
+	within(t, "a write with a deadline", func() { n, err = b.WriteContext(ctx, []byte("x")) })
+	assert.Equal(t, 0, n)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Equal(t, 0, b.Len())
+	s := p.Stats()
+	assert.Equal(t, 2, s.BlocksInUse)
+	assert.Equal(t, 0, s.Waiters)
+}
+
+func TestWriteContextAlreadyCancelledDoesNotWait(t *testing.T) {
+	const bs = 16
+	p := testPool(t, 2*bs, bs)
+	hs := holdBlocks(t, p, 2)
+	defer hs[0].Free()
+	defer hs[1].Free()
+	b := p.NewBytes(0)
+	defer b.Free()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var n int
+	var err error
+	within(t, "a write with a cancelled context", func() { n, err = b.WriteContext(ctx, []byte("x")) })
+	assert.Equal(t, 0, n)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, 2, p.Stats().BlocksInUse)
+	assert.Equal(t, 0, p.Stats().Waiters)
+}
+
+// A cancelled waiter at the head of the queue must let the ones behind it go.
+func TestCancelledHeadLetsNextGo(t *testing.T) {
+	const bs = 16
+	p := testPool(t, 10*bs, bs)
+	hs := holdBlocks(t, p, 10)
+	defer func() {
+		for _, h := range hs {
+			h.Free()
+		}
+	}()
+
+	a := p.NewBytes(0)
+	defer a.Free()
+	ctxA, cancelA := context.WithCancel(context.Background())
+	defer cancelA()
+	chA := async(func() (int64, error) {
+		n, err := a.WriteContext(ctxA, fill(8*bs, 1))
+		return int64(n), err
+	})
+	time.Sleep(settle)
+	waitWaiters(t, p, 1)
+
+	b := p.NewBytes(0)
+	defer b.Free()
+	dataB := fill(bs, 2)
+	chB := parkedWrite(t, p, b, dataB, 2)
+
+	// One block is free, enough for B, but A is ahead of it.
+	hs[0].Free()
+	hs = hs[1:]
+	assert.Equal(t, 2, p.Stats().Waiters)
+	assert.True(t, stillRunning(chB), "B overtook A")
+	assert.True(t, stillRunning(chA))
+
+	cancelA()
+	rA := await(t, "A", chA)
+	assert.Equal(t, int64(0), rA.n)
+	assert.ErrorIs(t, rA.err, context.Canceled)
+	rB := await(t, "B, once A gave up", chB)
+	require.NoError(t, rB.err)
+	assert.Equal(t, int64(bs), rB.n)
+	assert.Equal(t, 0, a.Len())
+	assert.Equal(t, dataB, readAll(t, b))
+	assert.Equal(t, 0, p.Stats().Waiters)
+	assert.Equal(t, 9, p.Stats().BlocksInUse)
+}
+
+func TestFreeWakesWaitingWriter(t *testing.T) {
+	for _, how := range []string{"Free", "Close"} {
+		t.Run(how, func(t *testing.T) {
+			const bs = 16
+			p := testPool(t, 2*bs, bs)
+			hs := holdBlocks(t, p, 2)
+			defer hs[0].Free()
+			defer hs[1].Free()
+
+			b := p.NewBytes(0)
+			ch := parkedWrite(t, p, b, fill(bs, 1), 1)
+			if how == "Free" {
+				within(t, "Free", b.Free)
+			} else {
+				within(t, "Close", func() { assert.NoError(t, b.Close()) })
+			}
+			r := await(t, "the woken write", ch)
+			assert.Equal(t, int64(0), r.n)
+			assert.ErrorIs(t, r.err, ErrClosed)
+			s := p.Stats()
+			assert.Equal(t, 0, s.Waiters)
+			assert.Equal(t, 2, s.BlocksInUse)
+		})
+	}
+}
+
+func TestFreeWakesWaitingReadFrom(t *testing.T) {
+	const bs = 16
+	p := testPool(t, 2*bs, bs)
+	hs := holdBlocks(t, p, 2)
+	defer hs[0].Free()
+	defer hs[1].Free()
+
+	b := p.NewBytes(0)
+	src := strings.NewReader("data that never gets in")
+	ch := async(func() (int64, error) { return b.ReadFrom(noLen{src}) })
+	time.Sleep(settle)
+	waitWaiters(t, p, 1)
+	require.True(t, stillRunning(ch))
+	b.Free()
+	r := await(t, "the woken ReadFrom", ch)
+	assert.Equal(t, int64(0), r.n)
+	assert.ErrorIs(t, r.err, ErrClosed)
+	assert.Equal(t, 23, src.Len(), "nothing was read from the source")
+	assert.Equal(t, 0, p.Stats().Waiters)
+	assert.Equal(t, 2, p.Stats().BlocksInUse)
+}
+
+// Free racing with a writer that is about to queue: whatever the timing,
+// the writer must return ErrClosed, not wait for blocks nobody will free.
+func TestFreeRacingWaitWakesWriter(t *testing.T) {
+	const bs = 16
+	rounds := 3000
+	if testing.Short() {
+		rounds = 300
+	}
+	p := testPool(t, 2*bs, bs)
+	hs := holdBlocks(t, p, 2)
+	defer hs[0].Free()
+	defer hs[1].Free()
+	rng := rand.New(rand.NewPCG(1, 2))
+	data := fill(bs, 5)
+	for i := range rounds {
+		b := p.NewBytes(0)
+		ch := asyncWrite(b, data)
+		for range rng.IntN(4) {
+			runtime.Gosched()
+		}
+		b.Free()
+		select {
+		case r := <-ch:
+			require.Equal(t, int64(0), r.n, "round %d", i)
+			require.ErrorIs(t, r.err, ErrClosed, "round %d", i)
+		case <-time.After(waitTimeout):
+			t.Fatalf("round %d: a Write on a Bytes freed while it was queuing still waits for blocks (Stats %+v)", i, p.Stats())
+		}
+	}
+	assert.Equal(t, 0, p.Stats().Waiters)
+	assert.Equal(t, 2, p.Stats().BlocksInUse)
+}
+
+// A writer woken by Free (or granted just before it) must never touch the
+// header after Free handed it back: NewBytes may reissue it at once.
+func TestFreedWriterNeverTouchesReissuedHeader(t *testing.T) {
+	const bs = 16
+	rounds := 2000
+	if testing.Short() {
+		rounds = 200
+	}
+	p := testPool(t, 2*bs, bs)
+	hs := holdBlocks(t, p, 2)
+	defer func() {
+		for _, h := range hs {
+			h.Free()
+		}
+	}()
+	rng := rand.New(rand.NewPCG(3, 4))
+	data := fill(bs, 0x77)
+	for i := range rounds {
+		b := p.NewBytes(0)
+		// The write must be in flight before Free: a call that starts
+		// after Free is the caller's use-after-Free bug.
+		ch := asyncWrite(b, data)
+		waitWaiters(t, p, 1)
+		for range rng.IntN(4) {
+			runtime.Gosched()
+		}
+		// Race a grant (a holder frees a block) against Free.
+		freed := make(chan struct{})
+		go func() {
+			hs[0].Free()
+			close(freed)
+		}()
+		b.Free()
+		b2 := p.NewBytes(0) // often the same header
+		r := await(t, "the writer", ch)
+		if r.err == nil {
+			require.Equal(t, int64(bs), r.n, "round %d", i)
+		} else {
+			require.ErrorIs(t, r.err, ErrClosed, "round %d", i)
+			require.Equal(t, int64(0), r.n, "round %d", i)
+		}
+		require.Equal(t, 0, b2.Len(), "round %d: the old writer wrote into the reissued header", i)
+		_, err := b2.ReadByte()
+		require.Equal(t, io.EOF, err, "round %d", i)
+		b2.Free()
+		<-freed
+		require.Equal(t, 1, p.Stats().BlocksInUse, "round %d: %+v", i, p.Stats())
+		hs[0] = p.NewBytes(0)
+		_, err = hs[0].Write(data)
+		require.NoError(t, err)
+	}
+	assert.Equal(t, 0, p.Stats().Waiters)
+	assert.Equal(t, 2, p.Stats().BlocksInUse)
+}
+
+func TestTwoWritersNeedingMostOfThePool(t *testing.T) {
+	const bs = 32
+	rounds := 500
+	if testing.Short() {
+		rounds = 50
+	}
+	p := testPool(t, 10*bs, bs)
+	var wg sync.WaitGroup
+	var completed atomic.Int64
+	for g := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range rounds {
+				data := fill(8*bs, byte(g*100+i))
+				b := p.NewBytes(0)
+				n, err := b.Write(data)
+				if !assert.NoError(t, err) || !assert.Equal(t, len(data), n) {
+					b.Free()
+					return
+				}
+				if i%10 == 0 {
+					got, err := io.ReadAll(b)
+					assert.NoError(t, err)
+					assert.Equal(t, data, got)
+				}
+				b.Free()
+				completed.Inc()
+			}
+		}()
+	}
+	within(t, "two writers each needing 8 of 10 blocks", wg.Wait)
+	assert.Equal(t, int64(2*rounds), completed.Load())
+	assert.Equal(t, 0, p.Stats().BlocksInUse)
+}
+
+// FIFO: a later small write does not overtake an earlier large one.
+func TestWaitersServedInArrivalOrder(t *testing.T) {
+	const bs = 16
+	p := testPool(t, 10*bs, bs)
+	hs := holdBlocks(t, p, 9)
+	defer func() {
+		for _, h := range hs {
+			h.Free()
+		}
+	}()
+
+	var order []string
+	var mu sync.Mutex
+	record := func(who string, ch <-chan result) <-chan result {
+		out := make(chan result, 1)
+		go func() {
+			r := <-ch
+			mu.Lock()
+			order = append(order, who)
+			mu.Unlock()
+			out <- r
+		}()
+		return out
+	}
+
+	a := p.NewBytes(0)
+	defer a.Free()
+	dataA := fill(5*bs, 1)
+	chA := record("A", parkedWrite(t, p, a, dataA, 1))
+
+	b := p.NewBytes(0)
+	defer b.Free()
+	dataB := fill(bs, 2)
+	// One block is free: B would fit at once if it could jump the queue.
+	chB := record("B", asyncWrite(b, dataB))
+	time.Sleep(settle)
+	require.Eventually(t, func() bool { return p.Stats().Waiters == 2 || !stillRunning(chB) },
+		waitTimeout, time.Millisecond)
+	require.True(t, stillRunning(chB), "the small write B overtook the waiting large write A")
+
+	// Two blocks free: still not enough for A, and B stays behind it.
+	hs[0].Free()
+	assert.Equal(t, 2, p.Stats().Waiters)
+	// Five blocks free: A is served, B (needing one more) waits.
+	hs[1].Free()
+	hs[2].Free()
+	hs[3].Free()
+	rA := await(t, "A", chA)
+	require.NoError(t, rA.err)
+	assert.Equal(t, int64(5*bs), rA.n)
+	assert.Equal(t, 1, p.Stats().Waiters)
+	assert.True(t, stillRunning(chB), "B was served without a free block")
+
+	hs[4].Free()
+	hs = hs[5:]
+	rB := await(t, "B", chB)
+	require.NoError(t, rB.err)
+	assert.Equal(t, int64(bs), rB.n)
+
+	mu.Lock()
+	assert.Equal(t, []string{"A", "B"}, order)
+	mu.Unlock()
+	assert.Equal(t, dataA, readAll(t, a))
+	assert.Equal(t, dataB, readAll(t, b))
+}
+
+// ---------------------------------------------------------------------------
+// Reclaiming forgotten Bytes
+
+//go:noinline
+func writeAndForget(t *testing.T, p *BytesPool, n int) {
+	b := p.NewBytes(0)
+	k, err := b.Write(fill(n, 4))
+	require.NoError(t, err)
+	require.Equal(t, n, k)
+}
+
+func TestForgottenBytesReclaimedAfterGC(t *testing.T) {
+	const bs = 64
+	p := testPool(t, 16*bs, bs)
+	writeAndForget(t, p, 3*bs)
+	assert.Equal(t, 3, p.Stats().BlocksAllocated, "the forgotten Bytes did write")
+	require.Eventually(t, func() bool {
+		runtime.GC()
+		return p.Stats().BlocksInUse == 0
+	}, waitTimeout, 10*time.Millisecond, "the blocks of a forgotten Bytes were not reclaimed")
+
+	// The pool is whole: all 16 blocks can be held again.
+	b := p.NewBytes(0)
+	defer b.Free()
+	within(t, "writing the whole pool", func() {
+		_, err := b.Write(fill(16*bs, 5))
+		assert.NoError(t, err)
+	})
+	assert.Equal(t, 16, p.Stats().BlocksInUse)
+}
+
+// ---------------------------------------------------------------------------
+// Zero on free
+
+func allBlocks(p *BytesPool, f func(blk []byte) bool) bool {
+	for i := range p.Stats().BlocksAllocated {
+		if !f(p.arena.Block(uint32(i))) {
+			return false
+		}
+	}
+	return true
+}
+
+func isAll(blk []byte, v byte) bool {
+	for _, c := range blk {
+		if c != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestZeroOnFree(t *testing.T) {
+	const bs = 64
+	ff := make([]byte, 4*bs)
+	for i := range ff {
+		ff[i] = 0xFF
+	}
+	for _, how := range []string{"Free", "Read", "Reset", "WriteTo", "ReadFrom"} {
+		t.Run(how, func(t *testing.T) {
+			p, err := New(Config{MaxMemory: 4 * bs, BlockSize: bs, ZeroOnFree: true})
+			require.NoError(t, err)
+			checkNoLeak(t, p)
+			b := p.NewBytes(0)
+			defer b.Free()
+			if how == "ReadFrom" {
+				n, err := b.ReadFrom(strings.NewReader(string(ff)))
+				require.NoError(t, err)
+				require.Equal(t, int64(len(ff)), n)
+			} else {
+				_, err = b.Write(ff)
+				require.NoError(t, err)
+			}
+			require.Equal(t, 4, p.Stats().BlocksAllocated)
+			require.True(t, allBlocks(p, func(blk []byte) bool { return isAll(blk, 0xFF) }), "the blocks hold the data")
+			switch how {
+			case "Free", "ReadFrom":
+				b.Free()
+			case "Read":
+				assert.Equal(t, ff, readAll(t, b))
+			case "Reset":
+				b.Reset()
+			case "WriteTo":
+				_, err := b.WriteTo(io.Discard)
+				require.NoError(t, err)
+			}
+			require.Equal(t, 0, p.Stats().BlocksInUse)
+			assert.True(t, allBlocks(p, func(blk []byte) bool { return isAll(blk, 0) }), "a freed block was not wiped")
+		})
+	}
+}
+
+// Without ZeroOnFree a freed block keeps its old bytes, but a reader only
+// ever sees what was written to its own Bytes.
+func TestNoZeroOnFreeNeverShowsStaleData(t *testing.T) {
+	const bs = 64
+	p := testPool(t, 4*bs, bs)
+	b := p.NewBytes(0)
+	ff := make([]byte, 4*bs)
+	for i := range ff {
+		ff[i] = 0xFF
+	}
+	_, err := b.Write(ff)
+	require.NoError(t, err)
+	b.Free()
+	assert.True(t, allBlocks(p, func(blk []byte) bool { return isAll(blk, 0xFF) }),
+		"without ZeroOnFree the block contents are left as they were")
+
+	b = p.NewBytes(0)
+	defer b.Free()
+	require.NoError(t, b.WriteByte('a'))
+	assert.Equal(t, 1, b.Len())
+	buf := make([]byte, 2*bs)
+	n, err := b.Read(buf)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	assert.Equal(t, byte('a'), buf[0])
+	n, err = b.Read(buf)
+	assert.Equal(t, 0, n)
+	assert.Equal(t, io.EOF, err)
+
+	// The same through ReadFrom with a short source, and WriteTo.
+	_, err = b.ReadFrom(strings.NewReader("xyz"))
+	require.NoError(t, err)
+	var out strings.Builder
+	n64, err := b.WriteTo(&out)
+	require.NoError(t, err)
+	assert.Equal(t, int64(3), n64)
+	assert.Equal(t, "xyz", out.String())
+}
+
+// ---------------------------------------------------------------------------
+// Allocations
+
+func TestZeroAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("under -race sync.Pool drops Puts on purpose, so allocation counts are meaningless")
+	}
+	p := testPool(t, 1<<20, 4096)
+	data := fill(1024, 1)
+	buf := make([]byte, 1024)
+
+	check := func(name string, f func()) {
+		t.Helper()
+		for range 100 {
+			f()
+		}
+		allocs := testing.AllocsPerRun(1000, f)
+		t.Logf("%s: %v allocs/op", name, allocs)
+		assert.Equal(t, 0.0, allocs, "%s allocates", name)
+	}
+
+	check("NewBytes/Write(1 KiB)/Read/Free", func() {
+		b := p.NewBytes(0)
+		if n, err := b.Write(data); n != len(data) || err != nil {
+			panic(err)
+		}
+		if n, err := b.Read(buf); n != len(buf) || err != nil {
+			panic(err)
+		}
+		b.Free()
+	})
+
+	big := fill(64<<10, 2)
+	check("NewBytes/Write(64 KiB)/WriteTo(io.Discard)/Free", func() {
+		b := p.NewBytes(0)
+		if _, err := b.Write(big); err != nil {
+			panic(err)
+		}
+		if n, err := b.WriteTo(io.Discard); n != int64(len(big)) || err != nil {
+			panic(err)
+		}
+		b.Free()
+	})
+
+	b := p.NewBytes(0)
+	defer b.Free()
+	check("Write(10 KiB)/WriteTo(io.Discard) on one Bytes", func() {
+		if _, err := b.Write(big[:10<<10]); err != nil {
+			panic(err)
+		}
+		if n, err := b.WriteTo(io.Discard); n != 10<<10 || err != nil {
+			panic(err)
+		}
+	})
+
+	r := bytes.NewReader(nil)
+	src := big[:10<<10]
+	check("ReadFrom(reused bytes.Reader)/Reset on one Bytes", func() {
+		r.Reset(src)
+		if n, err := b.ReadFrom(r); n != int64(len(src)) || err != nil {
+			panic(err)
+		}
+		b.Reset()
+	})
+
+	check("WriteString/WriteByte/ReadByte", func() {
+		if _, err := b.WriteString("hello"); err != nil {
+			panic(err)
+		}
+		if err := b.WriteByte('!'); err != nil {
+			panic(err)
+		}
+		for range 6 {
+			if _, err := b.ReadByte(); err != nil {
+				panic(err)
+			}
+		}
+	})
+}

@@ -1,0 +1,377 @@
+package park
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/atomic"
+)
+
+var errAbort = errors.New("test: aborted")
+
+// goAcquire starts s.Acquire(ctx, n, owner) in a goroutine.
+func goAcquire(s *Sema, ctx context.Context, n uint64, owner any) <-chan error {
+	ch := make(chan error, 1)
+	go func() { ch <- s.Acquire(ctx, n, owner) }()
+	return ch
+}
+
+// queue starts an Acquire and waits until it is queued (Waiting()==want).
+func queue(t *testing.T, s *Sema, ctx context.Context, n uint64, owner any, want int) <-chan error {
+	t.Helper()
+	ch := goAcquire(s, ctx, n, owner)
+	require.Eventually(t, func() bool { return s.Waiting() == want || len(ch) > 0 },
+		waitTimeout, time.Millisecond)
+	require.Len(t, ch, 0, "Acquire(%d) returned instead of queuing", n)
+	return ch
+}
+
+// checkIdle checks that s is back to size free units and an empty queue.
+func checkIdle(t *testing.T, s *Sema, size uint64) {
+	t.Helper()
+	assert.Equal(t, size, s.Available())
+	assert.Equal(t, 0, s.Waiting())
+	assert.Equal(t, size, s.state.Load(), "the wait bit is clear once the queue is empty")
+	s.mu.Lock()
+	assert.Nil(t, s.head)
+	assert.Nil(t, s.tail)
+	s.mu.Unlock()
+}
+
+func TestSemaInit(t *testing.T) {
+	var s Sema
+	s.Init(0)
+	assert.Equal(t, uint64(0), s.Available())
+	assert.False(t, s.TryAcquire(1))
+	assert.True(t, s.TryAcquire(0))
+
+	var big Sema
+	big.Init(waitBit - 1)
+	assert.Equal(t, uint64(waitBit-1), big.Available())
+	assert.PanicsWithValue(t, "park: semaphore size out of range", func() {
+		var s Sema
+		s.Init(waitBit)
+	})
+	assert.PanicsWithValue(t, "park: semaphore size out of range", func() {
+		var s Sema
+		s.Init(^uint64(0))
+	})
+}
+
+func TestSemaTryAcquireRelease(t *testing.T) {
+	var s Sema
+	s.Init(10)
+	assert.True(t, s.TryAcquire(4))
+	assert.Equal(t, uint64(6), s.Available())
+	assert.False(t, s.TryAcquire(7))
+	assert.Equal(t, uint64(6), s.Available(), "a failed TryAcquire takes nothing")
+	assert.True(t, s.TryAcquire(6))
+	assert.Equal(t, uint64(0), s.Available())
+	assert.False(t, s.TryAcquire(1))
+	s.Release(3)
+	assert.Equal(t, uint64(3), s.Available())
+	s.Release(7)
+	assert.Equal(t, uint64(10), s.Available())
+	assert.True(t, s.TryAcquire(10))
+	s.Release(10)
+	checkIdle(t, &s, 10)
+	n, _ := s.Waits()
+	assert.Equal(t, uint64(0), n, "no call waited")
+}
+
+func TestSemaAcquireFastPath(t *testing.T) {
+	var s Sema
+	s.Init(5)
+	within(t, "Acquire with units free", func() {
+		assert.NoError(t, s.Acquire(context.Background(), 5, nil))
+	})
+	assert.Equal(t, uint64(0), s.Available())
+	s.Release(5)
+	n, _ := s.Waits()
+	assert.Equal(t, uint64(0), n)
+	checkIdle(t, &s, 5)
+}
+
+// While anyone is queued, TryAcquire fails even if the units are there: a
+// newcomer must not take what the head of the queue is waiting for.
+func TestSemaNewcomerDoesNotOvertake(t *testing.T) {
+	var s Sema
+	s.Init(10)
+	require.True(t, s.TryAcquire(8))
+	ch := queue(t, &s, context.Background(), 5, nil, 1)
+	assert.Equal(t, uint64(2), s.Available())
+	assert.False(t, s.TryAcquire(1), "TryAcquire overtook a queued waiter")
+	assert.Equal(t, uint64(2), s.Available())
+
+	s.Release(8)
+	assert.NoError(t, awaitErr(t, "the queued Acquire", ch))
+	assert.Equal(t, uint64(5), s.Available())
+	assert.True(t, s.TryAcquire(1), "the queue is empty again")
+	s.Release(6)
+	checkIdle(t, &s, 10)
+	n, d := s.Waits()
+	assert.Equal(t, uint64(1), n)
+	assert.Positive(t, d)
+}
+
+func TestSemaFIFO(t *testing.T) {
+	var s Sema
+	s.Init(10)
+	require.True(t, s.TryAcquire(10))
+	needs := []uint64{5, 3, 1, 1}
+	chs := make([]<-chan error, len(needs))
+	for i, n := range needs {
+		chs[i] = queue(t, &s, context.Background(), n, nil, i+1)
+	}
+	granted := func() []int {
+		var g []int
+		for i, ch := range chs {
+			if len(ch) > 0 {
+				g = append(g, i)
+			}
+		}
+		return g
+	}
+	// Grants happen inside Release, so the queue is settled on return;
+	// the granted goroutines then report in their own time.
+	expect := func(waiting int, done ...int) {
+		t.Helper()
+		assert.Equal(t, waiting, s.Waiting())
+		require.Eventually(t, func() bool { return len(granted()) == len(done) }, waitTimeout, time.Millisecond)
+		assert.Equal(t, done, granted())
+	}
+
+	s.Release(1) // 1 free: the head needs 5; the 1-unit waiter behind must not go
+	expect(4)
+	s.Release(3) // 4 free
+	expect(4)
+	s.Release(1) // 5 free: the head goes, 0 left
+	expect(3, 0)
+	s.Release(3) // the second (3) goes
+	expect(2, 0, 1)
+	s.Release(2) // the third and the fourth (1 each) go, 0 left
+	expect(0, 0, 1, 2, 3)
+	assert.Equal(t, uint64(0), s.Available())
+	for i, ch := range chs {
+		assert.NoError(t, <-ch, "waiter %d", i)
+	}
+	s.Release(5 + 3 + 1 + 1)
+	checkIdle(t, &s, 10)
+}
+
+func TestSemaCancelledHeadLetsNextGo(t *testing.T) {
+	var s Sema
+	s.Init(10)
+	require.True(t, s.TryAcquire(10))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a := queue(t, &s, ctx, 8, nil, 1)
+	b := queue(t, &s, context.Background(), 1, nil, 2)
+	s.Release(1)
+	assert.Equal(t, 2, s.Waiting(), "B overtook A")
+	assert.Len(t, b, 0)
+
+	cancel()
+	assert.ErrorIs(t, awaitErr(t, "A", a), context.Canceled)
+	assert.NoError(t, awaitErr(t, "B, once A gave up", b))
+	assert.Equal(t, 0, s.Waiting())
+	assert.Equal(t, uint64(0), s.Available(), "A holds nothing, B holds 1")
+	s.Release(9 + 1)
+	checkIdle(t, &s, 10)
+}
+
+func TestSemaCancelledMiddleWaiter(t *testing.T) {
+	var s Sema
+	s.Init(4)
+	require.True(t, s.TryAcquire(4))
+	ctx, cancel := context.WithCancel(context.Background())
+	a := queue(t, &s, context.Background(), 2, nil, 1)
+	b := queue(t, &s, ctx, 2, nil, 2)
+	c := queue(t, &s, context.Background(), 2, nil, 3)
+	cancel()
+	assert.ErrorIs(t, awaitErr(t, "B", b), context.Canceled)
+	assert.Equal(t, 2, s.Waiting())
+	s.Release(4)
+	assert.NoError(t, awaitErr(t, "A", a))
+	assert.NoError(t, awaitErr(t, "C", c))
+	assert.Equal(t, uint64(0), s.Available())
+	s.Release(4)
+	checkIdle(t, &s, 4)
+}
+
+func TestSemaDeadline(t *testing.T) {
+	var s Sema
+	s.Init(3)
+	require.True(t, s.TryAcquire(3))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	var err error
+	within(t, "Acquire with a deadline", func() { err = s.Acquire(ctx, 1, nil) })
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Equal(t, 0, s.Waiting())
+	assert.Equal(t, uint64(0), s.Available())
+	s.Release(3)
+	checkIdle(t, &s, 3)
+
+	// A done context does not stop an Acquire that need not wait.
+	done, c := context.WithCancel(context.Background())
+	c()
+	assert.NoError(t, s.Acquire(done, 2, nil))
+	// But one that would wait returns its error at once.
+	within(t, "Acquire with a done context", func() { err = s.Acquire(done, 2, nil) })
+	assert.ErrorIs(t, err, context.Canceled)
+	s.Release(2)
+	checkIdle(t, &s, 3)
+}
+
+func TestSemaAbort(t *testing.T) {
+	var s Sema
+	s.Init(10)
+	require.True(t, s.TryAcquire(6)) // 4 free
+	x, y := new(int), new(int)
+	a := queue(t, &s, context.Background(), 5, x, 1)
+	b := queue(t, &s, context.Background(), 3, y, 2) // would fit, but queues behind A
+	c := queue(t, &s, context.Background(), 5, x, 3)
+	d := queue(t, &s, context.Background(), 2, y, 4)
+
+	s.Abort(new(int), errAbort) // no such owner: nothing happens
+	assert.Equal(t, 4, s.Waiting())
+
+	s.Abort(x, errAbort)
+	assert.ErrorIs(t, awaitErr(t, "A", a), errAbort)
+	assert.ErrorIs(t, awaitErr(t, "C", c), errAbort)
+	// With A gone, B (3 of the 4 free) goes at once; D (2) waits for 1 more.
+	assert.NoError(t, awaitErr(t, "B", b))
+	assert.Equal(t, 1, s.Waiting())
+	assert.Len(t, d, 0)
+	assert.Equal(t, uint64(1), s.Available())
+	s.Release(1) // one of the 6 the test holds
+	assert.NoError(t, awaitErr(t, "D", d))
+	s.Release(5 + 3 + 2)
+	checkIdle(t, &s, 10)
+
+	// Abort with nobody queued is harmless.
+	s.Abort(x, errAbort)
+	checkIdle(t, &s, 10)
+}
+
+// Many goroutines acquire random amounts with random short deadlines while
+// another aborts them at random: no unit is ever handed out twice (the
+// total held never passes the size) and none is lost (all come back).
+func TestSemaStress(t *testing.T) {
+	iters := 2000
+	if testing.Short() {
+		iters = 200
+	}
+	withProcs(t, func(t *testing.T) {
+		const (
+			size    = 20
+			workers = 16
+		)
+		var s Sema
+		s.Init(size)
+		var held atomic.Int64
+		owners := make([]*int, workers)
+		for i := range owners {
+			owners[i] = new(int)
+		}
+		var grants, cancels, aborts atomic.Int64
+
+		stop := make(chan struct{})
+		var aborter sync.WaitGroup
+		aborter.Add(1)
+		go func() {
+			defer aborter.Done()
+			rng := rand.New(rand.NewPCG(99, 1))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				s.Abort(owners[rng.IntN(workers)], errAbort)
+				time.Sleep(time.Duration(rng.IntN(100)) * time.Microsecond)
+			}
+		}()
+
+		var wg sync.WaitGroup
+		for g := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rng := rand.New(rand.NewPCG(uint64(g), 5))
+				for range iters {
+					n := uint64(1 + rng.IntN(size))
+					ctx, cancel := context.Background(), context.CancelFunc(func() {})
+					if rng.IntN(3) != 0 {
+						ctx, cancel = context.WithTimeout(ctx, time.Duration(rng.IntN(300))*time.Microsecond)
+					}
+					err := s.Acquire(ctx, n, owners[g])
+					cancel()
+					switch {
+					case err == nil:
+						grants.Inc()
+						if h := held.Add(int64(n)); !assert.LessOrEqual(t, h, int64(size), "units handed out twice") {
+							return
+						}
+						if rng.IntN(4) == 0 {
+							time.Sleep(time.Duration(rng.IntN(50)) * time.Microsecond)
+						}
+						held.Sub(int64(n))
+						s.Release(n)
+					case errors.Is(err, context.DeadlineExceeded):
+						cancels.Inc()
+					case errors.Is(err, errAbort):
+						aborts.Inc()
+					default:
+						assert.NoError(t, err)
+						return
+					}
+				}
+			}()
+		}
+		within(t, "the workers", wg.Wait)
+		close(stop)
+		aborter.Wait()
+		t.Logf("grants %d, deadlines %d, aborts %d", grants.Load(), cancels.Load(), aborts.Load())
+		assert.Equal(t, int64(workers*iters), grants.Load()+cancels.Load()+aborts.Load())
+		assert.Positive(t, grants.Load())
+		assert.Equal(t, int64(0), held.Load())
+		checkIdle(t, &s, size)
+	})
+}
+
+// Enqueue joins the queue at once, so an Abort between Enqueue and Wait is
+// not missed: Wait then returns the Abort's error without waiting.
+func TestSemaAbortBetweenEnqueueAndWait(t *testing.T) {
+	var s Sema
+	s.Init(4)
+	require.True(t, s.TryAcquire(4))
+	owner := new(int)
+	q := s.Enqueue(2, owner)
+	assert.Equal(t, 1, s.Waiting())
+	s.Abort(owner, errAbort)
+	assert.Equal(t, 0, s.Waiting())
+	var err error
+	within(t, "Wait after Abort", func() { err = s.Wait(context.Background(), q) })
+	assert.ErrorIs(t, err, errAbort)
+	s.Release(4)
+	checkIdle(t, &s, 4)
+
+	// Units free at Enqueue time are granted by Enqueue itself.
+	q = s.Enqueue(3, owner)
+	assert.Equal(t, 0, s.Waiting())
+	assert.Equal(t, uint64(1), s.Available())
+	within(t, "Wait on a granted place", func() { err = s.Wait(context.Background(), q) })
+	assert.NoError(t, err)
+	s.Abort(owner, errAbort) // too late: the units stay granted
+	assert.Equal(t, uint64(1), s.Available())
+	s.Release(3)
+	checkIdle(t, &s, 4)
+}
