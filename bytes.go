@@ -102,6 +102,7 @@ func (st *state) closeLocked() {
 	st.closed = true
 	st.gen++
 	st.c.reset()
+	st.c.outBytes, st.c.outBlocks = 0, 0 // a WriteTo in flight frees its own
 	st.pending = 0
 	if st.waiting > 0 {
 		st.waiting = 0
@@ -236,11 +237,11 @@ func (st *state) admit(n int) (int, error) {
 	if st.closed {
 		return 0, ErrClosed
 	}
-	if st.maxLen > 0 && n > st.maxLen-st.c.n-st.pending {
+	if st.maxLen > 0 && n > st.maxLen-st.c.size()-st.pending {
 		return 0, ErrBytesCapacityTooSmall
 	}
 	need := st.c.need(n)
-	if st.c.pool.tooBig(st.c.blocks() + need) {
+	if st.c.pool.tooBig(st.c.held() + need) {
 		return 0, ErrPoolTooSmall
 	}
 	return need, nil
@@ -340,7 +341,7 @@ func (b *Bytes) ReadFrom(r io.Reader) (int64, error) {
 	for {
 		limit := c.pool.blockSize
 		if st.maxLen > 0 {
-			limit = min(limit, st.maxLen-c.n-st.pending)
+			limit = min(limit, st.maxLen-c.size()-st.pending)
 		}
 		if limit <= 0 {
 			if !drained(r) {
@@ -349,7 +350,7 @@ func (b *Bytes) ReadFrom(r io.Reader) (int64, error) {
 			break
 		}
 		if blk == noBlock {
-			if c.pool.tooBig(c.blocks() + 1) {
+			if c.pool.tooBig(c.held() + 1) {
 				if !drained(r) {
 					err = ErrPoolTooSmall
 				}
@@ -376,8 +377,10 @@ func (b *Bytes) ReadFrom(r io.Reader) (int64, error) {
 		}
 		st.pending -= limit
 		if n < 0 || n > limit {
+			c.pool.putBlock(blk)
+			c.release(1)
 			st.mu.Unlock()
-			panic(fmt.Sprintf("bytespool: ReadFrom: reader returned count %d for a buffer of %d bytes", n, limit))
+			panic(badCount(n, limit))
 		}
 		if n > 0 && c.appendBlock(blk, n) {
 			blk = noBlock
@@ -399,6 +402,12 @@ func (b *Bytes) ReadFrom(r io.Reader) (int64, error) {
 	return total, err
 }
 
+// badCount is the panic value for a reader that returned an impossible
+// count, as bytes.Buffer panics for one.
+func badCount(n, limit int) string {
+	return fmt.Sprintf("bytespool: ReadFrom: reader returned count %d for a buffer of %d bytes", n, limit)
+}
+
 // drained reports whether r says it has nothing left to read, which only a
 // reader with a Len method can say without being read.
 func drained(r io.Reader) bool {
@@ -407,14 +416,15 @@ func drained(r io.Reader) bool {
 }
 
 // WriteTo writes the unread bytes to w until b is empty or w fails. It
-// writes straight from the blocks: all unread blocks go to w in one
-// net.Buffers, so a net.Conn gets a single writev, and any other writer a
-// Write per block.
+// writes straight from the blocks: a net.Conn gets all unread blocks in one
+// writev (net.Buffers), any other writer one Write per block.
 //
 // WriteTo takes the unread bytes out of b before it writes them, so
-// concurrent reads see them gone and concurrent writes append behind them;
-// what w does not take is put back at the front of b. Blocks go back to the
-// pool as soon as w has taken all their bytes.
+// concurrent reads see them gone and concurrent writes append behind them,
+// though they still count against maxLen until w has taken them; what w does
+// not take is put back at the front of b. Blocks go back to the pool as soon
+// as w has taken all their bytes. A w that takes less than it was given
+// without an error makes WriteTo return io.ErrShortWrite.
 func (b *Bytes) WriteTo(w io.Writer) (int64, error) {
 	st := b.st
 	c := &st.c
@@ -430,25 +440,20 @@ func (b *Bytes) WriteTo(w io.Writer) (int64, error) {
 			break
 		}
 		gen := st.gen
-		sc := st.scratch
-		st.scratch = nil
-		if sc == nil {
-			sc = new(writeToScratch) // only when WriteTo runs concurrently with itself
-		}
-		c.detachTo(sc)
+		sc := takeScratch(&st.scratch)
+		c.detachTo(sc, false)
 		st.mu.Unlock()
-		n, werr := sc.vec.WriteTo(w)
+		n, werr := writeOut(w, sc)
 		st.mu.Lock()
 		total += n
-		rest := c.settle(sc, n, st.gen == gen)
-		if st.gen != gen {
-			werr = ErrClosed
-		}
+		left := c.settle(sc, n, st.gen == gen)
 		st.scratch = sc
 		switch {
+		case st.gen != gen:
+			err = ErrClosed
 		case werr != nil:
 			err = werr
-		case len(rest) > 0:
+		case left > 0:
 			err = io.ErrShortWrite
 		}
 	}

@@ -112,22 +112,48 @@ const unlimitedBlocks = 1 << 40
 // New returns a pool configured by cfg, or an error wrapping
 // ErrInvalidConfig that names the offending field.
 func New(cfg Config) (*BytesPool, error) {
+	p, msg := makePool(cfg, "MaxMemory", "BlockSize")
+	if msg != "" {
+		return nil, fmt.Errorf("%w: %s", ErrInvalidConfig, msg)
+	}
+	return p, nil
+}
+
+// NewBytesPool returns a pool of blocks of blockSize bytes that hands out at
+// most maxMemory bytes at once (0 = unlimited). It is New for callers that
+// treat a bad size as a programming error: it panics, naming the argument,
+// where New returns an error. Unlike a zero Config.BlockSize, a blockSize of
+// 0 is an error here.
+func NewBytesPool(maxMemory, blockSize int) *BytesPool {
+	if blockSize == 0 {
+		panic("bytespool: NewBytesPool: blockSize must be positive, got 0")
+	}
+	p, msg := makePool(Config{MaxMemory: maxMemory, BlockSize: blockSize}, "maxMemory", "blockSize")
+	if msg != "" {
+		panic("bytespool: NewBytesPool: " + msg)
+	}
+	return p
+}
+
+// makePool validates cfg and makes the pool. A problem comes back as a
+// message that calls the two sizes by the given names.
+func makePool(cfg Config, memName, blockName string) (*BytesPool, string) {
 	bs := cfg.BlockSize
 	switch {
 	case bs < 0:
-		return nil, fmt.Errorf("%w: BlockSize must not be negative, got %d", ErrInvalidConfig, bs)
+		return nil, fmt.Sprintf("%s must not be negative, got %d", blockName, bs)
 	case bs == 0:
 		bs = DefaultBlockSize
 	case bs > MaxBlockSize:
-		return nil, fmt.Errorf("%w: BlockSize must be at most %d, got %d", ErrInvalidConfig, MaxBlockSize, bs)
+		return nil, fmt.Sprintf("%s must be at most %d, got %d", blockName, MaxBlockSize, bs)
 	}
-	switch {
-	case cfg.MaxMemory < 0:
-		return nil, fmt.Errorf("%w: MaxMemory must not be negative, got %d", ErrInvalidConfig, cfg.MaxMemory)
-	case cfg.MaxMemory > 0 && cfg.MaxMemory < bs:
-		return nil, fmt.Errorf("%w: MaxMemory %d is smaller than one block of BlockSize %d", ErrInvalidConfig, cfg.MaxMemory, bs)
-	case cfg.MaxMemory/bs > slab.MaxBlocks:
-		return nil, fmt.Errorf("%w: MaxMemory %d is more than %d blocks of BlockSize %d", ErrInvalidConfig, cfg.MaxMemory, slab.MaxBlocks, bs)
+	switch mem := cfg.MaxMemory; {
+	case mem < 0:
+		return nil, fmt.Sprintf("%s must not be negative, got %d", memName, mem)
+	case mem > 0 && mem < bs:
+		return nil, fmt.Sprintf("%s %d is smaller than one block (%s %d)", memName, mem, blockName, bs)
+	case mem/bs > slab.MaxBlocks:
+		return nil, fmt.Sprintf("%s %d is more than %d blocks of %s %d", memName, mem, slab.MaxBlocks, blockName, bs)
 	}
 	p := &BytesPool{
 		arena:     slab.New(bs, cfg.MaxMemory/bs),
@@ -142,22 +168,7 @@ func New(cfg Config) (*BytesPool, error) {
 		p.sema.Init(unlimitedBlocks)
 	}
 	p.headers.New = p.newHeader
-	return p, nil
-}
-
-// NewBytesPool returns a pool of blocks of blockSize bytes that hands out at
-// most maxMemory bytes at once (0 = unlimited). It is New for callers that
-// treat a bad size as a programming error: it panics, naming the argument,
-// where New returns an error.
-func NewBytesPool(maxMemory, blockSize int) *BytesPool {
-	if blockSize <= 0 {
-		panic(fmt.Sprintf("bytespool: NewBytesPool: blockSize must be positive, got %d", blockSize))
-	}
-	p, err := New(Config{MaxMemory: maxMemory, BlockSize: blockSize})
-	if err != nil {
-		panic(fmt.Sprintf("bytespool: NewBytesPool: %v", err))
-	}
-	return p
+	return p, ""
 }
 
 // Stats is a snapshot of a pool's counters. Under concurrent use the fields

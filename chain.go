@@ -1,6 +1,9 @@
 package bytespool
 
-import "net"
+import (
+	"io"
+	"net"
+)
 
 // This file holds the chain: the FIFO of block extents behind a Bytes (and a
 // pipe). The chain does no locking of its own; its owner's mutex guards
@@ -29,7 +32,18 @@ type chain struct {
 	ext   []extent
 	first int
 	n     int
+
+	// outBytes and outBlocks count what a WriteTo has detached and is
+	// writing with the lock released. Those bytes have left the chain
+	// but still count against its limits until settle.
+	outBytes, outBlocks int
 }
+
+// held returns the number of blocks the chain holds, in it or in flight.
+func (c *chain) held() int { return len(c.ext) - c.first + c.outBlocks }
+
+// size returns the number of bytes the chain holds, in it or in flight.
+func (c *chain) size() int { return c.n + c.outBytes }
 
 // blocks returns the number of blocks the chain holds.
 func (c *chain) blocks() int { return len(c.ext) - c.first }
@@ -172,17 +186,6 @@ func (c *chain) release(n int) {
 	}
 }
 
-// detach moves every live extent to the end of dst and returns it. The
-// blocks stay held: the caller gives each back with putBlock and release,
-// or returns the extents with prepend.
-func (c *chain) detach(dst []extent) []extent {
-	dst = append(dst, c.ext[c.first:]...)
-	c.ext = c.ext[:0]
-	c.first = 0
-	c.n = 0
-	return dst
-}
-
 // prepend puts es back in front of the live extents, in order.
 func (c *chain) prepend(es []extent) {
 	if len(es) == 0 {
@@ -211,30 +214,79 @@ func (c *chain) prepend(es []extent) {
 }
 
 // writeToScratch is what WriteTo reuses between calls: the detached extents
-// and the net.Buffers that point into their blocks. It lives on the heap so
-// that (*net.Buffers).WriteTo does not make the slice header escape per call.
+// and the buffers that point into their blocks. It lives on the heap so that
+// (*net.Buffers).WriteTo does not make the slice header escape per call.
 type writeToScratch struct {
 	out  []extent
-	bufs [][]byte    // the backing array of vec, which WriteTo consumes
-	vec  net.Buffers // handed to w
+	bufs [][]byte    // the unread bytes of out, one slice per extent
+	vec  net.Buffers // bufs as handed to a net.Conn, which consumes it
 }
 
-// detachTo detaches every live extent into sc.out and points sc.vec at
-// their unread bytes, ready for sc.vec.WriteTo.
-func (c *chain) detachTo(sc *writeToScratch) {
-	sc.out = c.detach(sc.out[:0])
+// takeScratch takes the scratch parked at *slot, or makes one if another
+// WriteTo has it; give it back with *slot = sc, under the same lock.
+func takeScratch(slot **writeToScratch) *writeToScratch {
+	sc := *slot
+	*slot = nil
+	if sc == nil {
+		sc = new(writeToScratch)
+	}
+	return sc
+}
+
+// detachTo moves the live extents into sc.out and points sc.bufs at their
+// unread bytes. With keepTail, a last extent whose block has room stays in
+// the chain (unless it is the only one), so that writers keep filling that
+// block instead of starting another while the rest is in flight.
+func (c *chain) detachTo(sc *writeToScratch, keepTail bool) {
+	end := len(c.ext)
+	if keepTail && end-c.first > 1 && c.room() > 0 {
+		end--
+	}
+	sc.out = append(sc.out[:0], c.ext[c.first:end]...)
 	sc.bufs = sc.bufs[:0]
 	for _, e := range sc.out {
 		sc.bufs = append(sc.bufs, c.pool.arena.Block(e.blk)[e.off:e.end])
+		c.n -= int(e.end - e.off)
+		c.outBytes += int(e.end - e.off)
 	}
-	sc.vec = sc.bufs
+	c.outBlocks += len(sc.out)
+	c.first = end
+	c.compact()
+}
+
+// writeOut writes sc.bufs to w. A net.Conn gets them all in one writev
+// through net.Buffers; any other writer gets one Write per block, and a
+// short write without an error stops it with io.ErrShortWrite (net.Buffers
+// would go on to the next block and leave a hole in the stream).
+func writeOut(w io.Writer, sc *writeToScratch) (int64, error) {
+	if _, ok := w.(net.Conn); ok {
+		sc.vec = sc.bufs
+		return sc.vec.WriteTo(w)
+	}
+	var n int64
+	for _, b := range sc.bufs {
+		k, err := w.Write(b)
+		n += int64(k)
+		if err != nil {
+			return n, err
+		}
+		if k != len(b) {
+			return n, io.ErrShortWrite
+		}
+	}
+	return n, nil
 }
 
 // settle finishes a write of the extents detached into sc, of which the
 // writer took the first n bytes: it frees the blocks taken in full, and puts
-// the rest back in front of the chain if keep is set, or frees them too. It
-// returns the extents that were left over.
-func (c *chain) settle(sc *writeToScratch, n int64, keep bool) []extent {
+// the rest back in front of the chain if keep is set, or frees them too (the
+// owner was closed meanwhile, and its counters reset). It returns the number
+// of bytes left unwritten.
+func (c *chain) settle(sc *writeToScratch, n int64, keep bool) int {
+	detached := 0
+	for _, e := range sc.out {
+		detached += int(e.end - e.off)
+	}
 	rest := sc.out
 	for len(rest) > 0 && n >= int64(rest[0].end-rest[0].off) {
 		n -= int64(rest[0].end - rest[0].off)
@@ -242,10 +294,12 @@ func (c *chain) settle(sc *writeToScratch, n int64, keep bool) []extent {
 		rest = rest[1:]
 	}
 	if len(rest) > 0 {
-		rest[0].off += uint32(n)
+		rest[0].off += uint32(n) // n < the length of rest[0] here
 	}
 	freed := len(sc.out) - len(rest)
 	if keep {
+		c.outBytes -= detached
+		c.outBlocks -= len(sc.out)
 		c.prepend(rest)
 	} else {
 		for _, e := range rest {
@@ -255,5 +309,9 @@ func (c *chain) settle(sc *writeToScratch, n int64, keep bool) []extent {
 	}
 	c.release(freed)
 	clear(sc.bufs) // drop the references into the arena
-	return rest
+	left := 0
+	for _, e := range rest {
+		left += int(e.end - e.off)
+	}
+	return left
 }

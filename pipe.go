@@ -33,7 +33,7 @@ type pipe struct {
 	data  park.Event // woken by writes and by the writer's close
 	space park.Event // woken by reads and by the reader's close
 
-	scratch writeToScratch // the reader's WriteTo buffers
+	scratch *writeToScratch // WriteTo's buffers, borrowed while in use
 }
 
 // PipeReader is the read half of a pipe made by BytesPool.NewPipe.
@@ -69,10 +69,27 @@ func (p *BytesPool) NewPipe(maxBuffered int) (*PipeReader, *PipeWriter) {
 		panic(fmt.Sprintf("bytespool: NewPipe: maxBuffered must not be negative, got %d", maxBuffered))
 	}
 	pp := &pipe{c: chain{pool: p}, max: maxBuffered}
-	r := &PipeReader{pp}
-	runtime.AddCleanup(r, func(pp *pipe) { pp.closeRead(nil) }, pp)
-	return r, &PipeWriter{pp}
+	if maxBuffered > 0 {
+		// Room for as many extents as the bound allows: a partial
+		// block at each end and full ones between.
+		pp.c.ext = make([]extent, 0, p.blocksFor(maxBuffered)+2)
+	}
+	// One allocation for both ends, so that the cleanup runs once both
+	// are unreachable. Its argument is the pipe, which points to neither.
+	ends := &pipeEnds{PipeReader{pp}, PipeWriter{pp}}
+	runtime.AddCleanup(ends, (*pipe).abandon, pp)
+	return &ends.r, &ends.w
 }
+
+// pipeEnds holds the two ends of a pipe in one allocation.
+type pipeEnds struct {
+	r PipeReader
+	w PipeWriter
+}
+
+// abandon is the cleanup of a pipe whose ends are both unreachable: it
+// gives back what the pipe still holds.
+func (pp *pipe) abandon() { pp.closeRead(nil) }
 
 // wait parks on ev until it moves past seq or ctx ends. It is called and
 // returns with mu held, and counts the goroutine in the pool's Waiters.
@@ -97,12 +114,20 @@ func (pp *pipe) writeErr() error {
 	return nil
 }
 
-// room returns how many more bytes the writer may buffer now.
+// room returns how many of want more bytes the writer may buffer now.
+// Bytes that a WriteTo has in flight still count as buffered.
 func (pp *pipe) room(want int) int {
 	if pp.max > 0 {
-		return min(want, pp.max-pp.c.n)
+		return min(want, pp.max-pp.c.size())
 	}
 	return want
+}
+
+// mayTakeBlock reports whether ReadFrom may take a block to read into. The
+// buffered bytes span at most blocksFor(max)+1 blocks (they may start and
+// end mid-block); ReadFrom's block must fit within that too.
+func (pp *pipe) mayTakeBlock() bool {
+	return pp.max == 0 || pp.c.held() <= pp.c.pool.blocksFor(pp.max)
 }
 
 // Write writes p to the pipe, waiting as NewPipe describes. It returns
@@ -202,7 +227,7 @@ func (w *PipeWriter) ReadFrom(r io.Reader) (int64, error) {
 	err := pp.writeErr()
 	for err == nil {
 		limit := pp.room(c.pool.blockSize)
-		if limit <= 0 {
+		if limit <= 0 || (blk == noBlock && !pp.mayTakeBlock()) {
 			if blk != noBlock {
 				// Do not sit on a block while the reader catches up.
 				c.pool.putBlock(blk)
@@ -233,8 +258,10 @@ func (w *PipeWriter) ReadFrom(r io.Reader) (int64, error) {
 		n, rerr := r.Read(c.pool.arena.Block(blk)[:limit])
 		pp.mu.Lock()
 		if n < 0 || n > limit {
+			c.pool.putBlock(blk)
+			c.release(1)
 			pp.mu.Unlock()
-			panic(fmt.Sprintf("bytespool: ReadFrom: reader returned count %d for a buffer of %d bytes", n, limit))
+			panic(badCount(n, limit))
 		}
 		if err = pp.writeErr(); err != nil {
 			break
@@ -334,8 +361,10 @@ func (pp *pipe) awaitData(ctx context.Context) error {
 
 // WriteTo writes everything the pipe delivers to w until the writer closes.
 // It returns nil after the writer's Close, the writer's error after
-// CloseWithError, or w's error. It writes straight from the blocks: all
-// buffered blocks go to w as one net.Buffers.
+// CloseWithError, or w's error. It writes straight from the blocks: a
+// net.Conn gets all buffered blocks in one writev, any other writer one
+// Write per block. The bytes being written still count against maxBuffered
+// until w has taken them.
 func (r *PipeReader) WriteTo(w io.Writer) (int64, error) {
 	pp := r.p
 	c := &pp.c
@@ -349,15 +378,16 @@ func (r *PipeReader) WriteTo(w io.Writer) (int64, error) {
 			}
 			return total, err
 		}
-		sc := &pp.scratch
-		c.detachTo(sc)
+		sc := takeScratch(&pp.scratch)
+		c.detachTo(sc, true)
 		pp.mu.Unlock()
-		n, werr := sc.vec.WriteTo(w)
+		n, werr := writeOut(w, sc)
 		pp.mu.Lock()
 		total += n
-		rest := c.settle(sc, n, !pp.rclosed)
+		left := c.settle(sc, n, !pp.rclosed)
+		pp.scratch = sc
 		pp.space.Wake()
-		if werr == nil && len(rest) > 0 {
+		if werr == nil && left > 0 {
 			werr = io.ErrShortWrite
 		}
 		if werr != nil {
@@ -380,8 +410,7 @@ func (r *PipeReader) CloseWithError(err error) error {
 	return nil
 }
 
-// closeRead is the reader's close, shared with the cleanup of a forgotten
-// pipe.
+// closeRead is the reader's close, shared with abandon.
 func (pp *pipe) closeRead(err error) {
 	if err == nil {
 		err = io.ErrClosedPipe

@@ -488,7 +488,8 @@ func TestPipeReadFromKeepsBound(t *testing.T) {
 			var out pipeResult
 			for done, mustAsk := false, false; !done; {
 				if mustAsk {
-					// After a read ReadFrom has room, so it reads its source.
+					// The read left room for bytes and a block, so
+					// ReadFrom reads its source.
 					select {
 					case asked := <-src.asked:
 						answer(asked)
@@ -508,14 +509,18 @@ func TestPipeReadFromKeepsBound(t *testing.T) {
 						runtime.Gosched()
 						continue
 					}
-					// ReadFrom waits for space: maxBuffered bytes are
-					// buffered, so this read does not wait.
+					// ReadFrom waits for space: everything given to it is
+					// buffered, so a read of at most that does not wait.
 					check(fmt.Sprintf("ReadFrom waiting for space after %d bytes", given))
-					k := 1 + rng.IntN(tc.maxBuffered)
+					k := 1 + rng.IntN(given-len(got))
 					n, err := io.ReadFull(r, buf[:k])
 					require.NoError(t, err)
 					got = append(got, buf[:n]...)
-					mustAsk = true
+					// ReadFrom reads its source again once the read made
+					// room and left the buffered bytes on fewer blocks than
+					// the bound, so that its own block fits too; until
+					// then it keeps waiting.
+					mustAsk = pool.Stats().BlocksInUse < bound
 				}
 			}
 			require.NoError(t, out.err)

@@ -83,14 +83,15 @@ func (e *Event) Wake() {
 func (e *Event) changed(seq uint32) bool { return e.word.Load()&^flags != seq }
 
 // Wait blocks until a Wake after the Prepare that returned seq, or until ctx
-// is done. It returns nil when woken and ctx.Err() when the context ended
-// first. Callers re-check their condition after Wait, in a loop.
+// is done. It returns nil when woken, even if ctx is done by then too, and
+// ctx.Err() when the context ended with no Wake. Callers re-check their
+// condition after Wait, in a loop.
 //
 // A context that can never be done (Done() == nil, as for
 // context.Background) costs no allocation; any other context costs one
 // context.AfterFunc registration when the goroutine has to sleep.
 func (e *Event) Wait(ctx context.Context, seq uint32) error {
-	if e.spin(seq) {
+	if e.changed(seq) || e.spin(seq) {
 		return nil
 	}
 	done := ctx.Done()
@@ -116,14 +117,14 @@ func (e *Event) Wait(ctx context.Context, seq uint32) error {
 		e.cond.L = &e.mu
 	}
 	for {
+		v := e.word.Load()
+		if v&^flags != seq {
+			return nil
+		}
 		if done != nil {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-		}
-		v := e.word.Load()
-		if v&^flags != seq {
-			return nil
 		}
 		if v&hasSleepers == 0 && !e.word.CompareAndSwap(v, v|hasSleepers) {
 			continue // the word moved: look again
