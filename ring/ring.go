@@ -2,19 +2,18 @@
 // queue of uint32 values, used by the pool as its free list of block
 // indices.
 //
-// The queue is Dmitry Vyukov's bounded MPMC queue: every slot carries a
-// sequence number that says whose turn it is, so a Push or Pop costs one
-// CAS on a shared position and one store on the slot, with no mutex and no
-// channel. Unlike a Treiber stack of indices it needs no ABA tag, and unlike
-// a queue that packs head and tail into one word it lets producers and
-// consumers contend on different cache lines.
+// It is a Vyukov-style bounded queue: every slot records which position it
+// holds, so producers and consumers agree on a slot without a lock. Pop
+// costs one CAS on the shared head and no write to the slot; Push costs one
+// CAS on the shared tail and one store to the slot. PopN and PushN move a
+// run of values with one CAS. No mutex, no channel; producers and consumers
+// contend on different cache lines.
 //
 // Push and Pop never block: they report full or empty instead. The queue is
-// not linearizable at its edges. A Pop can report empty while a Push that
+// not linearizable at one edge: a Pop can report empty while a Push that
 // claimed an earlier position has not yet published its value, even if a
-// later Push has already returned; symmetrically, a Push can report full
-// while a Pop that claimed the slot it needs has not yet finished. A caller
-// that knows a value must be present (or that there must be room) retries.
+// later Push has already returned. A caller that knows a value must be
+// present retries.
 package ring
 
 import (
@@ -60,29 +59,16 @@ type Ring struct {
 	slots []slot
 }
 
-// A slot holds one value and the sequence number that hands it between
-// producers and consumers.
+// A slot holds one value and the position it was pushed at: the word is
+// tag<<32 | value, where tag is the low 32 bits of the position. One atomic
+// word, so a Pop reads value and tag together and the race detector sees
+// every access ordered.
 type slot struct {
-	// seq says whose turn it is at the slot, for the position pos that
-	// the slot serves in the current lap:
-	//	2*pos    free: the Push of pos may claim it;
-	//	2*pos+1  published: the Pop of pos may claim it.
-	// The Pop of pos stores 2*(pos+len(slots)), freeing the slot for
-	// the position it serves in the next lap.
-	seq atomic.Uint64
-
-	// val is a plain field: it is written only by the Push that claimed
-	// the slot, before it stores seq, and read only by the Pop that
-	// observed that store, so the seq store/load pair orders every access
-	// (and the race detector sees the same happens-before edge).
-	val uint32
-
-	// The explicit pad makes a slot 16 bytes on every platform. On 64-bit
-	// platforms the compiler pads to 16 anyway; on 32-bit platforms it
-	// would otherwise be 12, and seq in every odd element would lose the
-	// 8-byte alignment that 64-bit atomics need there.
-	_ uint32
+	word atomic.Uint64
 }
+
+// pack returns the slot word for value v pushed at position pos.
+func pack(pos uint64, v uint32) uint64 { return uint64(uint32(pos))<<32 | uint64(v) }
 
 // New returns an empty Ring that holds up to capacity values, rounded up to
 // a power of two. It panics unless 1 <= capacity <= 1<<31.
@@ -103,10 +89,11 @@ func newAt(capacity int, start uint64) *Ring {
 		mask:  n - 1,
 		slots: make([]slot, n),
 	}
-	// Positions start, ..., start+n-1 are all free in the first lap.
+	// Each slot starts out holding the position one lap before the first
+	// one it serves, which Pop reads as "not pushed yet".
 	for i := uint64(0); i < n; i++ {
 		pos := start + i
-		r.slots[pos&r.mask].seq.Store(2 * pos)
+		r.slots[pos&r.mask].word.Store(pack(pos-n, 0))
 	}
 	r.head.Store(start)
 	r.tail.Store(start)
@@ -116,71 +103,85 @@ func newAt(capacity int, start uint64) *Ring {
 // The algorithm.
 //
 // Positions are 64-bit counters; position pos lives in slots[pos&mask], so
-// len(slots) consecutive positions use every slot once (a lap). Push claims
-// the position tail by CAS when the slot's seq says it is free for pos
-// (seq == 2*pos), writes val, and publishes seq = 2*pos+1. Pop claims the
-// position head by CAS when the slot's seq says pos is published
-// (seq == 2*pos+1), reads val, and frees the slot for the next lap with
-// seq = 2*(pos+len(slots)).
+// len(slots) consecutive positions use every slot once (a lap). head is the
+// next position to pop and tail the next to push; head <= tail always.
 //
-// Vyukov's original stores pos, pos+1 and pos+len(slots) instead. With a
-// single slot, "pos published" (pos+1) is then the same value as "free for
-// pos+1" (pos+len(slots)), so a Push into a full ring of one succeeds and
-// overwrites the value. Doubling keeps free values even and published
-// values odd, so the two states never collide, at the cost of a shift.
+// Push claims the position tail by CAS, but only while tail-head <
+// len(slots), that is while the value pushed a lap earlier at the same slot
+// (position tail-len(slots)) has been popped. Then it stores the slot word
+// (tag = pos, the value). Pop loads head and the slot word; if the tag is
+// head, the value was published for this position, and Pop claims it by
+// CAS on head. The slot is not written on the way out: the next lap's tag
+// tells the next Pop whether it has been refilled. So a Push+Pop costs three
+// atomic read-modify-writes where the textbook version, which also stores a
+// "free" sequence number on Pop, costs four.
 //
 // Memory ordering. All sync/atomic operations (which go.uber.org/atomic
 // wraps) are sequentially consistent, and an atomic load that observes an
-// atomic store synchronizes with it. A Pop that loads seq == 2*pos+1 has
-// observed the store made by the Push that claimed pos, which came after
-// that Push wrote val, so the Pop reads the new val. A Push that loads
-// seq == 2*pos has observed the store made by the Pop of pos-len(slots), which
-// came after that Pop read val, so the Push's write cannot race with that
-// read. (In the first lap, seq == 2*pos was stored by New before the Ring was
-// shared.) The CAS on head or tail admits one claimant per position; seq
-// hands the slot to one side at a time.
+// atomic store synchronizes with it. The value travels in the same word as
+// its tag, so a Pop that sees the tag sees the value. A Pop reads the word
+// before its CAS on head, and a Push overwrites a slot only after loading a
+// head past the position the slot held a lap earlier, that is after the CAS
+// that claimed it, so no Push overwrites a value a Pop has yet to read.
 //
-// ABA. A CAS from a stale position is harmless: head and tail only ever
-// increase by one, so a CAS from pos succeeds only while the counter is
-// still pos, that is, while nobody else has claimed pos, and pos comes back
-// only after 2^64 further claims (centuries at a nanosecond each). seq tells
-// laps apart, because it records the position, not just the slot index.
-// The wrap of the counters (and of 2*pos, once pos passes 2^63) is harmless:
-// len(slots) divides 2^64, so pos&mask stays consistent across the wrap, and
-// every comparison is a signed difference, int64(seq-2*pos), which is
-// correct as long as the positions compared are less than 2^62 apart: they
-// differ by about a lap, or by however many operations ran while the caller
-// held a stale pos. An unsigned comparison would see every slot that is
-// behind as far ahead, so "full" and "empty" would never be reported.
+// ABA. head and tail only ever increase by one (or by n, for PopN and
+// PushN), so a CAS from a stale position succeeds only while the counter is
+// still that position, and a 64-bit counter does not come back round in
+// practice (2^64 claims). The tag is only 32 bits, but it is never trusted
+// alone: a Pop acts on it only through a CAS on the 64-bit head. A fresh
+// head h finds in its slot the tag h-len(slots) (not pushed yet) or h
+// (pushed), and the signed difference of the two tags tells them apart for
+// any len(slots) <= 2^31; a stale head that reads a later lap's tag sees a
+// positive difference, or a tag that matches by wrapping, and then its CAS
+// fails because head has moved on. Every comparison of positions is a
+// signed difference, so the wrap of the counters themselves (at 2^64) is
+// harmless: len(slots) divides 2^64, so pos&mask stays consistent.
 //
-// Progress. Neither call waits for another goroutine: the loop retries only
-// after a failed CAS or on finding the slot already claimed, so some other
-// call made progress. But a goroutine stopped between its CAS and its seq
-// store holds its slot, and until it resumes no call gets past that slot:
-// Pops that reach it report empty, and Pushes that come round to it a lap
-// later report full. Strictly, this makes the algorithm not lock-free; calls
-// still never block, they report and let the caller decide whether to retry.
-// This is the non-linearizable behaviour described in the package doc.
+// Progress. Neither call waits for another goroutine: the loops retry only
+// after a failed CAS or a stale load, so some other call made progress. But
+// a goroutine stopped between its CAS on tail and its store holds its slot,
+// and until it resumes Pops that reach that position report empty. Calls
+// still never block; the caller decides whether to retry.
 
 // Push adds v at the tail of the queue. It reports false, without waiting,
 // if the queue is full.
 func (r *Ring) Push(v uint32) bool {
 	for {
-		pos := r.tail.Load()
-		s := &r.slots[pos&r.mask]
-		d := int64(s.seq.Load() - 2*pos)
-		if d == 0 {
-			if r.tail.CompareAndSwap(pos, pos+1) {
-				s.val = v
-				s.seq.Store(2*pos + 1)
-				return true
-			}
-		} else if d < 0 {
-			// Position pos-len(slots) has not been popped,
-			// or its Pop has not finished: full.
+		t := r.tail.Load()
+		d := int64(t - r.head.Load())
+		if d >= int64(len(r.slots)) {
 			return false
 		}
-		// d > 0, or the CAS failed: another Push claimed pos.
+		if d < 0 {
+			continue // t is stale: Pops went past it since we loaded it
+		}
+		if r.tail.CompareAndSwap(t, t+1) {
+			r.slots[t&r.mask].word.Store(pack(t, v))
+			return true
+		}
+	}
+}
+
+// PushN adds as many values of vs as fit, in order, with one CAS, and
+// returns how many it added.
+func (r *Ring) PushN(vs []uint32) int {
+	for {
+		t := r.tail.Load()
+		d := int64(t - r.head.Load())
+		if d < 0 {
+			continue
+		}
+		k := min(int64(len(vs)), int64(len(r.slots))-d)
+		if k <= 0 {
+			return 0
+		}
+		if r.tail.CompareAndSwap(t, t+uint64(k)) {
+			for i, v := range vs[:k] {
+				pos := t + uint64(i)
+				r.slots[pos&r.mask].word.Store(pack(pos, v))
+			}
+			return int(k)
+		}
 	}
 }
 
@@ -188,21 +189,44 @@ func (r *Ring) Push(v uint32) bool {
 // false, without waiting, if the queue is empty.
 func (r *Ring) Pop() (uint32, bool) {
 	for {
-		pos := r.head.Load()
-		s := &r.slots[pos&r.mask]
-		d := int64(s.seq.Load() - (2*pos + 1))
-		if d == 0 {
-			if r.head.CompareAndSwap(pos, pos+1) {
-				v := s.val
-				s.seq.Store(2 * (pos + r.mask + 1)) // 2*(pos+len(slots))
-				return v, true
-			}
-		} else if d < 0 {
-			// Position pos has not been pushed, or its Push
-			// has not finished: empty.
+		h := r.head.Load()
+		w := r.slots[h&r.mask].word.Load()
+		switch d := int32(uint32(w>>32) - uint32(h)); {
+		case d < 0:
+			// Position h has not been pushed, or its Push has not
+			// finished: empty.
 			return 0, false
+		case d == 0 && r.head.CompareAndSwap(h, h+1):
+			return uint32(w), true
 		}
-		// d > 0, or the CAS failed: another Pop claimed pos.
+		// h was stale, or another Pop claimed it.
+	}
+}
+
+// PopN removes up to len(dst) values from the head of the queue with one
+// CAS, stores them in dst in order, and returns how many. It stops early at
+// the first position whose value is not published yet.
+func (r *Ring) PopN(dst []uint32) int {
+	for {
+		h := r.head.Load()
+		k := 0
+		for ; k < len(dst); k++ {
+			pos := h + uint64(k)
+			w := r.slots[pos&r.mask].word.Load()
+			if uint32(w>>32) != uint32(pos) {
+				break
+			}
+			dst[k] = uint32(w)
+		}
+		if k == 0 {
+			if w := r.slots[h&r.mask].word.Load(); int32(uint32(w>>32)-uint32(h)) > 0 {
+				continue // h was stale
+			}
+			return 0
+		}
+		if r.head.CompareAndSwap(h, h+uint64(k)) {
+			return k
+		}
 	}
 }
 

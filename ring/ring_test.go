@@ -42,8 +42,8 @@ func TestNewRoundsUp(t *testing.T) {
 func TestLayout(t *testing.T) {
 	var r Ring
 	var s slot
-	assert.Equal(t, uintptr(16), unsafe.Sizeof(s))
-	assert.Zero(t, unsafe.Offsetof(s.seq)%8)
+	assert.Equal(t, uintptr(8), unsafe.Sizeof(s))
+	assert.Zero(t, unsafe.Offsetof(s.word)%8)
 	assert.Zero(t, unsafe.Offsetof(r.head)%8)
 	assert.Zero(t, unsafe.Offsetof(r.tail)%8)
 	assert.GreaterOrEqual(t, unsafe.Offsetof(r.head), uintptr(cacheLineSize))
@@ -452,4 +452,101 @@ func BenchmarkChanPushPopParallel(b *testing.B) {
 			ch <- <-ch
 		}
 	})
+}
+
+// TestBatch checks PushN and PopN against the single-value calls: order,
+// partial pushes into a nearly full ring, partial pops from a nearly empty
+// one, and runs that wrap around the slot array and the counters.
+func TestBatch(t *testing.T) {
+	for _, start := range []uint64{0, 1<<32 - 3, math.MaxUint64 - 3} {
+		r := newAt(8, start)
+		assert.Equal(t, 0, r.PopN(make([]uint32, 4)), "PopN on an empty ring")
+		assert.Equal(t, 0, r.PushN(nil))
+		next, want := uint32(0), uint32(0)
+		for round := 0; round < 20; round++ {
+			vs := make([]uint32, 1+round%11)
+			for i := range vs {
+				vs[i] = next + uint32(i)
+			}
+			free := r.Cap() - r.Len()
+			n := r.PushN(vs)
+			require.Equal(t, min(len(vs), free), n, "round %d: PushN adds what fits", round)
+			next += uint32(n)
+			if round%3 == 0 {
+				v, ok := r.Pop()
+				require.True(t, ok)
+				require.Equal(t, want, v)
+				want++
+			}
+			dst := make([]uint32, 1+round%5)
+			k := r.PopN(dst)
+			require.Equal(t, min(len(dst), int(next-want)), k, "round %d: PopN takes what is there", round)
+			for i := 0; i < k; i++ {
+				require.Equal(t, want, dst[i], "round %d: FIFO order", round)
+				want++
+			}
+			require.Equal(t, int(next-want), r.Len())
+		}
+	}
+}
+
+// TestBatchStress moves values through a small ring in runs of random
+// length from several goroutines; each value must come out exactly once.
+func TestBatchStress(t *testing.T) {
+	const producers, consumers = 3, 3
+	per := 20000
+	if testing.Short() {
+		per = 2000
+	}
+	r := New(16)
+	total := producers * per
+	seen := make([]atomic.Int32, total)
+	var got atomic.Int64
+	s := newStopper(t)
+	var wg sync.WaitGroup
+	for p := 0; p < producers; p++ {
+		wg.Add(1)
+		go func(p int) {
+			defer wg.Done()
+			next := p * per
+			end := next + per
+			for next < end && !s.stopped() {
+				k := min(1+next%7, end-next)
+				vs := make([]uint32, k)
+				for i := range vs {
+					vs[i] = uint32(next + i)
+				}
+				n := r.PushN(vs)
+				next += n
+				if n == 0 && !s.retry() {
+					return
+				}
+			}
+		}(p)
+	}
+	for c := 0; c < consumers; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			dst := make([]uint32, 1+c*3)
+			for got.Load() < int64(total) && !s.stopped() {
+				n := r.PopN(dst)
+				for _, v := range dst[:n] {
+					if seen[v].Inc() != 1 {
+						s.fail("value %d popped twice", v)
+					}
+				}
+				got.Add(int64(n))
+				if n == 0 && !s.retry() {
+					return
+				}
+			}
+		}(c)
+	}
+	wg.Wait()
+	require.False(t, s.stopped(), "stress run gave up")
+	require.Equal(t, int64(total), got.Load())
+	for v := range seen {
+		require.Equal(t, int32(1), seen[v].Load(), "value %d", v)
+	}
 }
