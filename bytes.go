@@ -377,8 +377,7 @@ func (b *Bytes) ReadFrom(r io.Reader) (int64, error) {
 		}
 		st.pending -= limit
 		if n < 0 || n > limit {
-			c.pool.putBlock(blk)
-			c.release(1)
+			c.pool.freeBlock(blk)
 			st.mu.Unlock()
 			panic(badCount(n, limit))
 		}
@@ -394,8 +393,7 @@ func (b *Bytes) ReadFrom(r io.Reader) (int64, error) {
 		}
 	}
 	if blk != noBlock {
-		c.pool.putBlock(blk)
-		c.release(1)
+		c.pool.freeBlock(blk)
 	}
 	st.mu.Unlock()
 	runtime.KeepAlive(b)

@@ -209,30 +209,43 @@ func (p *BytesPool) blocksFor(n int) int { return (n + p.blockSize - 1) / p.bloc
 // tooBig reports whether holding n blocks at once is beyond the pool.
 func (p *BytesPool) tooBig(n int) bool { return p.total > 0 && n > p.total }
 
-// getBlock takes one block. The caller must have reserved it in p.sema,
-// which guarantees that a block is free in some ring or still uncarved.
+// getBlocks fills dst with free blocks. The caller must have reserved them
+// in p.sema, which guarantees that that many blocks are free in the rings or
+// still uncarved. Blocks come from the newest slab's ring first, a run at a
+// time (one CAS per run).
 //
 // A ring's Pop may report empty while a Push that claimed an earlier slot
-// is still publishing (see package ring); the reservation says a block is
-// there, so the loop yields and tries again. It only spins while another
-// goroutine is between two instructions of Push.
-func (p *BytesPool) getBlock() uint32 {
-	for {
-		for k := int(p.nrings.Load()) - 1; k >= 0; k-- {
+// is still publishing (see package ring); the reservation says the blocks
+// are there, so the loop yields and tries again. It only spins while
+// another goroutine is between two instructions of Push.
+func (p *BytesPool) getBlocks(dst []uint32) {
+	for got := 0; ; runtime.Gosched() {
+		for k := int(p.nrings.Load()) - 1; k >= 0 && got < len(dst); k-- {
 			if r := p.rings[k].Load(); r != nil {
-				if i, ok := r.Pop(); ok {
-					return i
-				}
+				got += r.PopN(dst[got:])
 			}
 		}
-		if i, ok := p.arena.Carve(); ok {
+		for ; got < len(dst); got++ {
+			i, ok := p.arena.Carve()
+			if !ok {
+				break
+			}
 			if k := p.arena.SlabOf(i); p.rings[k].Load() == nil {
 				p.addRing(k)
 			}
-			return i
+			dst[got] = i
 		}
-		runtime.Gosched()
+		if got == len(dst) {
+			return
+		}
 	}
+}
+
+// getBlock takes one reserved block, as getBlocks does.
+func (p *BytesPool) getBlock() uint32 {
+	var one [1]uint32
+	p.getBlocks(one[:])
+	return one[0]
 }
 
 // addRing publishes the free ring of slab k.
@@ -248,17 +261,71 @@ func (p *BytesPool) addRing(k int) {
 	}
 }
 
-// putBlock returns block i to its slab's ring. The caller then releases its
-// reservation with p.sema.Release, after the push, so that a writer granted
-// that reservation finds the block.
-func (p *BytesPool) putBlock(i uint32) {
-	if p.zero {
-		clear(p.arena.Block(i))
+// putBlocks returns blocks to their slabs' rings, wiping them first if the
+// pool zeroes on free. The caller then releases their reservations with
+// p.sema.Release, after the push, so that a writer granted those
+// reservations finds the blocks.
+func (p *BytesPool) putBlocks(idx []uint32) {
+	for len(idx) > 0 {
+		// A run of blocks from one slab goes to its ring with one CAS.
+		k := p.arena.SlabOf(idx[0])
+		run := 1
+		for run < len(idx) && p.arena.SlabOf(idx[run]) == k {
+			run++
+		}
+		if p.zero {
+			for _, i := range idx[:run] {
+				clear(p.arena.Block(i))
+			}
+		}
+		r := p.rings[k].Load()
+		// The ring has room for every block of its slab, so it only
+		// takes part of a run while a Pop that freed a slot is finishing.
+		for pushed := 0; pushed < run; runtime.Gosched() {
+			pushed += r.PushN(idx[pushed:run])
+		}
+		idx = idx[run:]
 	}
-	r := p.rings[p.arena.SlabOf(i)].Load()
-	// The ring has room for every block of its slab, so Push can only
-	// fail while a Pop that freed a slot is still finishing.
-	for !r.Push(i) {
-		runtime.Gosched()
+}
+
+// freeBlock gives one block back: to its ring, and its reservation.
+func (p *BytesPool) freeBlock(i uint32) {
+	one := [1]uint32{i}
+	p.putBlocks(one[:])
+	p.sema.Release(1)
+}
+
+// freer gives blocks back to the pool in batches: one PushN per run and one
+// semaphore release for the lot. Use it on the stack: add each block, then
+// call done once.
+type freer struct {
+	pool  *BytesPool
+	buf   [16]uint32
+	n     int
+	total int
+}
+
+func (f *freer) add(i uint32) {
+	if f.n == len(f.buf) {
+		f.flush()
+	}
+	f.buf[f.n] = i
+	f.n++
+}
+
+func (f *freer) flush() {
+	f.pool.putBlocks(f.buf[:f.n])
+	f.total += f.n
+	f.n = 0
+}
+
+// done returns what is left and releases the reservations of every block
+// added.
+func (f *freer) done() {
+	if f.n > 0 {
+		f.flush()
+	}
+	if f.total > 0 {
+		f.pool.sema.Release(uint64(f.total))
 	}
 }

@@ -83,11 +83,16 @@ type bytesOrString interface{ ~[]byte | ~string }
 // the pool's semaphore and passes that number as fresh.
 func write[T bytesOrString](c *chain, p T, fresh int) {
 	p = fillRoom(c, p)
-	for ; fresh > 0; fresh-- {
-		i := c.pool.getBlock()
-		k := copy(c.pool.arena.Block(i), p)
-		c.push(extent{blk: i, end: uint32(k)})
-		p = p[k:]
+	var idx [16]uint32
+	for fresh > 0 {
+		batch := idx[:min(fresh, len(idx))]
+		c.pool.getBlocks(batch)
+		for _, i := range batch {
+			k := copy(c.pool.arena.Block(i), p)
+			c.push(extent{blk: i, end: uint32(k)})
+			p = p[k:]
+		}
+		fresh -= len(batch)
 	}
 }
 
@@ -125,7 +130,8 @@ func (c *chain) appendBlock(blk uint32, n int) bool {
 // read moves the oldest unread bytes into p, drops the extents it empties
 // and returns their blocks to the pool.
 func (c *chain) read(p []byte) int {
-	n, freed := 0, 0
+	n := 0
+	f := freer{pool: c.pool}
 	for n < len(p) && c.first < len(c.ext) {
 		e := &c.ext[c.first]
 		k := copy(p[n:], c.pool.arena.Block(e.blk)[e.off:e.end])
@@ -133,13 +139,12 @@ func (c *chain) read(p []byte) int {
 		c.n -= k
 		n += k
 		if e.off == e.end {
-			c.pool.putBlock(e.blk)
-			freed++
+			f.add(e.blk)
 			c.first++
 		}
 	}
 	c.compact()
-	c.release(freed)
+	f.done()
 	return n
 }
 
@@ -151,8 +156,7 @@ func (c *chain) readByte() byte {
 	e.off++
 	c.n--
 	if e.off == e.end {
-		c.pool.putBlock(e.blk)
-		c.release(1)
+		c.pool.freeBlock(e.blk)
 		c.first++
 		c.compact()
 	}
@@ -170,10 +174,11 @@ func (c *chain) compact() {
 
 // reset drops every extent.
 func (c *chain) reset() {
+	f := freer{pool: c.pool}
 	for _, e := range c.ext[c.first:] {
-		c.pool.putBlock(e.blk)
+		f.add(e.blk)
 	}
-	c.release(len(c.ext) - c.first)
+	f.done()
 	c.ext = c.ext[:0]
 	c.first = 0
 	c.n = 0
@@ -287,27 +292,26 @@ func (c *chain) settle(sc *writeToScratch, n int64, keep bool) int {
 	for _, e := range sc.out {
 		detached += int(e.end - e.off)
 	}
+	f := freer{pool: c.pool}
 	rest := sc.out
 	for len(rest) > 0 && n >= int64(rest[0].end-rest[0].off) {
 		n -= int64(rest[0].end - rest[0].off)
-		c.pool.putBlock(rest[0].blk)
+		f.add(rest[0].blk)
 		rest = rest[1:]
 	}
 	if len(rest) > 0 {
 		rest[0].off += uint32(n) // n < the length of rest[0] here
 	}
-	freed := len(sc.out) - len(rest)
 	if keep {
 		c.outBytes -= detached
 		c.outBlocks -= len(sc.out)
 		c.prepend(rest)
 	} else {
 		for _, e := range rest {
-			c.pool.putBlock(e.blk)
+			f.add(e.blk)
 		}
-		freed += len(rest)
 	}
-	c.release(freed)
+	f.done()
 	clear(sc.bufs) // drop the references into the arena
 	left := 0
 	for _, e := range rest {

@@ -230,8 +230,7 @@ func (w *PipeWriter) ReadFrom(r io.Reader) (int64, error) {
 		if limit <= 0 || (blk == noBlock && !pp.mayTakeBlock()) {
 			if blk != noBlock {
 				// Do not sit on a block while the reader catches up.
-				c.pool.putBlock(blk)
-				c.release(1)
+				c.pool.freeBlock(blk)
 				blk = noBlock
 			}
 			err = pp.wait(context.Background(), &pp.space, pp.space.Prepare())
@@ -258,8 +257,7 @@ func (w *PipeWriter) ReadFrom(r io.Reader) (int64, error) {
 		n, rerr := r.Read(c.pool.arena.Block(blk)[:limit])
 		pp.mu.Lock()
 		if n < 0 || n > limit {
-			c.pool.putBlock(blk)
-			c.release(1)
+			c.pool.freeBlock(blk)
 			pp.mu.Unlock()
 			panic(badCount(n, limit))
 		}
@@ -281,8 +279,7 @@ func (w *PipeWriter) ReadFrom(r io.Reader) (int64, error) {
 		}
 	}
 	if blk != noBlock {
-		c.pool.putBlock(blk)
-		c.release(1)
+		c.pool.freeBlock(blk)
 	}
 	pp.mu.Unlock()
 	return total, err
