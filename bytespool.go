@@ -219,7 +219,7 @@ func (p *BytesPool) tooBig(n int) bool { return p.total > 0 && n > p.total }
 // are there, so the loop yields and tries again. It only spins while
 // another goroutine is between two instructions of Push.
 func (p *BytesPool) getBlocks(dst []uint32) {
-	for got := 0; ; runtime.Gosched() {
+	for got := 0; ; {
 		for k := int(p.nrings.Load()) - 1; k >= 0 && got < len(dst); k-- {
 			if r := p.rings[k].Load(); r != nil {
 				got += r.PopN(dst[got:])
@@ -238,6 +238,7 @@ func (p *BytesPool) getBlocks(dst []uint32) {
 		if got == len(dst) {
 			return
 		}
+		runtime.Gosched()
 	}
 }
 
@@ -281,8 +282,8 @@ func (p *BytesPool) putBlocks(idx []uint32) {
 		r := p.rings[k].Load()
 		// The ring has room for every block of its slab, so it only
 		// takes part of a run while a Pop that freed a slot is finishing.
-		for pushed := 0; pushed < run; runtime.Gosched() {
-			pushed += r.PushN(idx[pushed:run])
+		for pushed := r.PushN(idx[:run]); pushed < run; pushed += r.PushN(idx[pushed:run]) {
+			runtime.Gosched()
 		}
 		idx = idx[run:]
 	}
