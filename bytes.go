@@ -169,18 +169,18 @@ func (b *Bytes) Reset() {
 // served in arrival order, each getting all the blocks it needs at once.
 // If b is freed meanwhile, Write returns ErrClosed.
 func (b *Bytes) Write(p []byte) (int, error) {
-	return writeTo(b, context.Background(), p)
+	return bytesWrite(b, context.Background(), p)
 }
 
 // WriteString is Write for a string, without converting it to a []byte.
 func (b *Bytes) WriteString(s string) (int, error) {
-	return writeTo(b, context.Background(), s)
+	return bytesWrite(b, context.Background(), s)
 }
 
 // WriteByte appends c, like Write.
 func (b *Bytes) WriteByte(c byte) error {
 	buf := [1]byte{c}
-	_, err := writeTo(b, context.Background(), buf[:])
+	_, err := bytesWrite(b, context.Background(), buf[:])
 	return err
 }
 
@@ -189,13 +189,13 @@ func (b *Bytes) WriteByte(c byte) error {
 // queued behind it move up. Since a write is all or nothing, the count is 0
 // whenever the error is not nil.
 func (b *Bytes) WriteContext(ctx context.Context, p []byte) (int, error) {
-	return writeTo(b, ctx, p)
+	return bytesWrite(b, ctx, p)
 }
 
-// writeTo is the body of the write methods: a fast path that reserves the
+// bytesWrite is the body of the write methods: a fast path that reserves the
 // blocks with one CAS, under the lock, and copies; and a slow path that
 // queues for the blocks with the lock released.
-func writeTo[T bytesOrString](b *Bytes, ctx context.Context, p T) (int, error) {
+func bytesWrite[T bytesOrString](b *Bytes, ctx context.Context, p T) (int, error) {
 	st := b.st
 	n := len(p)
 	st.mu.Lock()

@@ -216,10 +216,11 @@ func (p *BytesPool) tooBig(n int) bool { return p.total > 0 && n > p.total }
 //
 // A ring's Pop may report empty while a Push that claimed an earlier slot
 // is still publishing (see package ring); the reservation says the blocks
-// are there, so the loop yields and tries again. It only spins while
-// another goroutine is between two instructions of Push.
+// are there, so the loop tries again. That Push is usually a few
+// instructions from done, so the first retries are immediate; only if it
+// stays unpublished (its goroutine was preempted) does the loop yield.
 func (p *BytesPool) getBlocks(dst []uint32) {
-	for got := 0; ; {
+	for got, tries := 0, 0; ; tries++ {
 		for k := int(p.nrings.Load()) - 1; k >= 0 && got < len(dst); k-- {
 			if r := p.rings[k].Load(); r != nil {
 				got += r.PopN(dst[got:])
@@ -238,9 +239,15 @@ func (p *BytesPool) getBlocks(dst []uint32) {
 		if got == len(dst) {
 			return
 		}
-		runtime.Gosched()
+		if tries >= busyTries {
+			runtime.Gosched()
+		}
 	}
 }
+
+// busyTries is how many times getBlocks and putBlocks retry a ring before
+// they start yielding between tries.
+const busyTries = 64
 
 // getBlock takes one reserved block, as getBlocks does.
 func (p *BytesPool) getBlock() uint32 {
@@ -282,8 +289,12 @@ func (p *BytesPool) putBlocks(idx []uint32) {
 		r := p.rings[k].Load()
 		// The ring has room for every block of its slab, so it only
 		// takes part of a run while a Pop that freed a slot is finishing.
-		for pushed := r.PushN(idx[:run]); pushed < run; pushed += r.PushN(idx[pushed:run]) {
-			runtime.Gosched()
+		pushed := r.PushN(idx[:run])
+		for tries := 0; pushed < run; tries++ {
+			if tries >= busyTries {
+				runtime.Gosched()
+			}
+			pushed += r.PushN(idx[pushed:run])
 		}
 		idx = idx[run:]
 	}

@@ -20,7 +20,7 @@ type extent struct {
 // chain is a FIFO of extents, oldest first. The extents in ext[first:] are
 // live; every block they name is held by the chain and goes back to the pool
 // when its extent is dropped. All extents are full to the end of their block
-// except the last one, whose free tail ("room") the next write fills; a
+// except the last one, whose free tail ("room") the next write fills, and
 // the first extent may start past the front of its block.
 //
 // Invariants, under the owner's lock:
@@ -44,9 +44,6 @@ func (c *chain) held() int { return len(c.ext) - c.first + c.outBlocks }
 
 // size returns the number of bytes the chain holds, in it or in flight.
 func (c *chain) size() int { return c.n + c.outBytes }
-
-// blocks returns the number of blocks the chain holds.
-func (c *chain) blocks() int { return len(c.ext) - c.first }
 
 // room returns how many bytes fit in the last block without a new one.
 func (c *chain) room() int {

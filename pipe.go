@@ -174,7 +174,7 @@ func pipeWrite[T bytesOrString](w *PipeWriter, ctx context.Context, p T) (int, e
 			// Never ask for more blocks than the pool can give while
 			// the pipe holds what it holds; the rest goes in the next
 			// round, once the reader has freed blocks.
-			if most := max(1, t-c.blocks()); need > most {
+			if most := max(1, t-c.held()); need > most {
 				chunk, need = c.room()+most*bs, most
 			}
 		}

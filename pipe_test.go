@@ -505,7 +505,9 @@ func TestPipeReadFromKeepsBound(t *testing.T) {
 				case out = <-res:
 					done = true
 				default:
-					if pool.Stats().Waiters != 1 {
+					if pool.Stats().Waiters != 1 || given == len(got) {
+						// Not parked yet, or parked a moment ago and
+						// about to run again: the pipe is empty.
 						runtime.Gosched()
 						continue
 					}
