@@ -366,9 +366,7 @@ func (b *Bytes) ReadFrom(r io.Reader) (int64, error) {
 		}
 
 		st.pending += limit
-		st.mu.Unlock()
-		n, rerr := r.Read(c.pool.arena.Block(blk)[:limit])
-		st.mu.Lock()
+		n, rerr := c.readBlock(&st.mu, r, blk, limit)
 		if st.gen != gen {
 			// Freed meanwhile: pending was reset, and the header may
 			// belong to someone else by now.
@@ -376,11 +374,6 @@ func (b *Bytes) ReadFrom(r io.Reader) (int64, error) {
 			break
 		}
 		st.pending -= limit
-		if n < 0 || n > limit {
-			c.pool.freeBlock(blk)
-			st.mu.Unlock()
-			panic(badCount(n, limit))
-		}
 		if n > 0 && c.appendBlock(blk, n) {
 			blk = noBlock
 		}
@@ -398,12 +391,6 @@ func (b *Bytes) ReadFrom(r io.Reader) (int64, error) {
 	st.mu.Unlock()
 	runtime.KeepAlive(b)
 	return total, err
-}
-
-// badCount is the panic value for a reader that returned an impossible
-// count, as bytes.Buffer panics for one.
-func badCount(n, limit int) string {
-	return fmt.Sprintf("bytespool: ReadFrom: reader returned count %d for a buffer of %d bytes", n, limit)
 }
 
 // drained reports whether r says it has nothing left to read, which only a

@@ -1,8 +1,10 @@
 package bytespool
 
 import (
+	"fmt"
 	"io"
 	"net"
+	"sync"
 )
 
 // This file holds the chain: the FIFO of block extents behind a Bytes (and a
@@ -122,6 +124,24 @@ func (c *chain) appendBlock(blk uint32, n int) bool {
 	k := copy(data, rest) // no-op when the last block had no room
 	c.push(extent{blk: blk, end: uint32(k)})
 	return true
+}
+
+// readBlock is one read of a ReadFrom: up to limit bytes from r into the
+// front of block blk, which the caller holds outside the chain. The owner's
+// lock mu is held on entry and on return, and released during r.Read, so
+// that a slow source holds up nobody. A reader that returns a count outside
+// [0, limit] breaks the io.Reader contract: blk goes back to the pool and
+// readBlock panics, as bytes.Buffer.ReadFrom does.
+func (c *chain) readBlock(mu *sync.Mutex, r io.Reader, blk uint32, limit int) (int, error) {
+	mu.Unlock()
+	n, err := r.Read(c.pool.arena.Block(blk)[:limit])
+	mu.Lock()
+	if n < 0 || n > limit {
+		c.pool.freeBlock(blk)
+		mu.Unlock()
+		panic(fmt.Sprintf("bytespool: ReadFrom: reader returned count %d for a buffer of %d bytes", n, limit))
+	}
+	return n, err
 }
 
 // read moves the oldest unread bytes into p, drops the extents it empties

@@ -253,14 +253,7 @@ func (w *PipeWriter) ReadFrom(r io.Reader) (int64, error) {
 			err = pp.writeErr()
 			continue
 		}
-		pp.mu.Unlock()
-		n, rerr := r.Read(c.pool.arena.Block(blk)[:limit])
-		pp.mu.Lock()
-		if n < 0 || n > limit {
-			c.pool.freeBlock(blk)
-			pp.mu.Unlock()
-			panic(badCount(n, limit))
-		}
+		n, rerr := c.readBlock(&pp.mu, r, blk, limit)
 		if err = pp.writeErr(); err != nil {
 			break
 		}
