@@ -26,6 +26,7 @@ package bytespool
 import (
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"sync"
 	"time"
@@ -80,10 +81,11 @@ type BytesPool struct {
 	arena     *slab.Arena
 	blockSize int
 	total     int // blocks; 0 = unlimited
+	capacity  int // blocks the pool can ever hand out: total, or all an unlimited arena can name
 	zero      bool
 
-	// sema counts the blocks that may still be handed out: total for a
-	// limited pool, a practically endless supply for an unlimited one. A
+	// sema counts the blocks that may still be handed out, out of
+	// capacity. A
 	// writer reserves every block it needs here before it takes any from
 	// the rings, so it never holds some while waiting for the rest.
 	sema park.Sema
@@ -102,12 +104,13 @@ type BytesPool struct {
 }
 
 // maxSlabs bounds the number of slabs of an arena: slab k of an unlimited
-// arena holds B0<<k blocks and an arena holds at most slab.MaxBlocks blocks.
-const maxSlabs = 34
+// arena holds B0<<k blocks (B0 >= 1) and an arena holds at most
+// slab.MaxBlocks < 1<<32 blocks, so there are at most 32.
+const maxSlabs = 32
 
-// unlimitedBlocks is the semaphore size of an unlimited pool: more blocks
-// than uint32 indices can name, so it never runs out.
-const unlimitedBlocks = 1 << 40
+// maxBlocks is the most blocks a pool can have: a slab's free ring holds
+// at most 1<<31 indices.
+const maxBlocks = 1 << 31
 
 // New returns a pool configured by cfg, or an error wrapping
 // ErrInvalidConfig that names the offending field.
@@ -152,8 +155,8 @@ func makePool(cfg Config, memName, blockName string) (*BytesPool, string) {
 		return nil, fmt.Sprintf("%s must not be negative, got %d", memName, mem)
 	case mem > 0 && mem < bs:
 		return nil, fmt.Sprintf("%s %d is smaller than one block (%s %d)", memName, mem, blockName, bs)
-	case mem/bs > slab.MaxBlocks:
-		return nil, fmt.Sprintf("%s %d is more than %d blocks of %s %d", memName, mem, slab.MaxBlocks, blockName, bs)
+	case mem/bs > maxBlocks:
+		return nil, fmt.Sprintf("%s %d is more than %d blocks of %s %d", memName, mem, maxBlocks, blockName, bs)
 	}
 	p := &BytesPool{
 		arena:     slab.New(bs, cfg.MaxMemory/bs),
@@ -161,12 +164,16 @@ func makePool(cfg Config, memName, blockName string) (*BytesPool, string) {
 		total:     cfg.MaxMemory / bs,
 		zero:      cfg.ZeroOnFree,
 	}
-	if p.total > 0 {
-		p.sema.Init(uint64(p.total))
-		p.addRing(0)
+	p.capacity = p.total
+	if p.total == 0 {
+		// An unlimited arena stops growing when it runs out of block
+		// indices (or of int offsets, for huge blocks): past that,
+		// writers wait like in a full limited pool.
+		p.capacity = min(slab.MaxBlocks, math.MaxInt/bs)
 	} else {
-		p.sema.Init(unlimitedBlocks)
+		p.addRing(0)
 	}
+	p.sema.Init(uint64(p.capacity))
 	p.headers.New = p.newHeader
 	return p, ""
 }
@@ -187,15 +194,11 @@ type Stats struct {
 
 // Stats returns a snapshot of the pool's counters.
 func (p *BytesPool) Stats() Stats {
-	size := uint64(unlimitedBlocks)
-	if p.total > 0 {
-		size = uint64(p.total)
-	}
 	waits, waitTime := p.sema.Waits()
 	return Stats{
 		BlockSize:       p.blockSize,
 		BlocksTotal:     p.total,
-		BlocksInUse:     int(size - p.sema.Available()),
+		BlocksInUse:     p.capacity - int(p.sema.Available()),
 		BlocksAllocated: p.arena.Carved(),
 		Waiters:         p.sema.Waiting() + int(p.pipeWaiting.Load()),
 		Waits:           waits,
@@ -207,7 +210,7 @@ func (p *BytesPool) Stats() Stats {
 func (p *BytesPool) blocksFor(n int) int { return (n + p.blockSize - 1) / p.blockSize }
 
 // tooBig reports whether holding n blocks at once is beyond the pool.
-func (p *BytesPool) tooBig(n int) bool { return p.total > 0 && n > p.total }
+func (p *BytesPool) tooBig(n int) bool { return n > p.capacity }
 
 // getBlocks fills dst with free blocks. The caller must have reserved them
 // in p.sema, which guarantees that that many blocks are free in the rings or

@@ -39,8 +39,10 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"MaxMemory one byte short of the default block", Config{MaxMemory: DefaultBlockSize - 1}, "MaxMemory", strconv.Itoa(DefaultBlockSize - 1)},
 	}
 	if strconv.IntSize == 64 {
-		// One block more than uint32 indices can name.
+		// More blocks than uint32 indices can name.
 		cases = append(cases, tc{"more blocks than indices", Config{MaxMemory: 1 << 32, BlockSize: 1}, "MaxMemory", strconv.Itoa(1 << 32)})
+		// One block more than a free ring can hold.
+		cases = append(cases, tc{"more blocks than a ring holds", Config{MaxMemory: 1<<31 + 1, BlockSize: 1}, "MaxMemory", strconv.Itoa(1<<31 + 1)})
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

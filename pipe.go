@@ -61,9 +61,15 @@ var (
 // closes it drains what is buffered before it returns io.EOF (or the
 // writer's error). Closing the reader returns every block the pipe holds.
 //
+// Memory: a pipe holds at most ceil(maxBuffered/BlockSize)+1 blocks, since
+// the buffered bytes may start and end mid-block; the block a ReadFrom reads
+// into counts too, and bytes a WriteTo is writing out count as buffered
+// until the destination has taken them.
+//
 // Each end may be used by several goroutines at once; concurrent Writes may
 // interleave their pieces. A pipe whose two ends are both dropped without
-// Close gives its blocks back once the garbage collector frees the reader.
+// Close gives its blocks back once the garbage collector finds both
+// unreachable.
 func (p *BytesPool) NewPipe(maxBuffered int) (*PipeReader, *PipeWriter) {
 	if maxBuffered < 0 {
 		panic(fmt.Sprintf("bytespool: NewPipe: maxBuffered must not be negative, got %d", maxBuffered))
@@ -170,13 +176,11 @@ func pipeWrite[T bytesOrString](w *PipeWriter, ctx context.Context, p T) (int, e
 			continue
 		}
 		need := c.need(chunk)
-		if t := c.pool.total; t > 0 {
-			// Never ask for more blocks than the pool can give while
-			// the pipe holds what it holds; the rest goes in the next
-			// round, once the reader has freed blocks.
-			if most := max(1, t-c.held()); need > most {
-				chunk, need = c.room()+most*bs, most
-			}
+		// Never ask for more blocks than the pool can give while the
+		// pipe holds what it holds; the rest goes in the next round,
+		// once the reader has freed blocks.
+		if most := max(1, c.pool.capacity-c.held()); need > most {
+			chunk, need = c.room()+most*bs, most
 		}
 		if need > 0 && !c.pool.sema.TryAcquire(uint64(need)) {
 			q := c.pool.sema.Enqueue(uint64(need), pp)
