@@ -61,7 +61,8 @@ var (
 // blocks.
 type Config struct {
 	// MaxMemory is the most memory, in bytes, that the pool hands out at
-	// once. It is rounded down to a whole number of blocks. 0 means
+	// once. It is rounded down to a whole number of blocks, at most 1<<31
+	// of them. 0 means
 	// unlimited: the arena grows slab by slab (doubling) as needed. A
 	// limited pool reserves its whole arena when it is made; the operating
 	// system backs only the pages that are used.
@@ -85,9 +86,9 @@ type BytesPool struct {
 	zero      bool
 
 	// sema counts the blocks that may still be handed out, out of
-	// capacity. A
-	// writer reserves every block it needs here before it takes any from
-	// the rings, so it never holds some while waiting for the rest.
+	// capacity. A writer reserves every block it needs here before it
+	// takes any from the rings, so it never holds some while waiting for
+	// the rest.
 	sema park.Sema
 
 	// rings[k] holds the free blocks of slab k; its capacity is the number
