@@ -262,6 +262,10 @@ func FuzzPipe(f *testing.F) {
 		var wg sync.WaitGroup
 		// Writers.
 		writersDone := make(chan struct{})
+		// wrote counts the writers that have written everything; when
+		// the reader closes, they then wait for that close, so the late
+		// reader must not wait for writersDone alone.
+		var wrote atomic.Int32
 		var writersWG sync.WaitGroup
 		for wi := range s.writers {
 			writersWG.Add(1)
@@ -303,6 +307,7 @@ func FuzzPipe(f *testing.F) {
 						}
 					}
 				}
+				wrote.Add(1)
 				if readerCloses {
 					select {
 					case <-rclosed:
@@ -354,7 +359,7 @@ func FuzzPipe(f *testing.F) {
 			if s.flags&pfLateReader != 0 {
 				deadline := time.Now().Add(pipeWait)
 			wait:
-				for p.Stats().Waiters == 0 {
+				for p.Stats().Waiters == 0 && int(wrote.Load()) < s.writers {
 					select {
 					case <-writersDone:
 						break wait
