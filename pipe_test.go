@@ -20,18 +20,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// pipeTimeout bounds every wait of these tests for something that must
-// happen; it is generous on purpose (race detector, loaded CI machines).
-const pipeTimeout = 20 * time.Second
-
-// pipeTestPool returns a dedicated pool, so that its Stats count only the
-// pipe under test.
-func pipeTestPool(t testing.TB, maxMemory, blockSize int) *BytesPool {
-	t.Helper()
-	p, err := New(Config{MaxMemory: maxMemory, BlockSize: blockSize})
-	require.NoError(t, err)
-	return p
-}
 
 // pipeCheckNoLeak closes both ends and checks that the pool holds no block
 // and that nobody waits any more.
@@ -44,12 +32,6 @@ func pipeCheckNoLeak(t testing.TB, pool *BytesPool, r *PipeReader, w *PipeWriter
 	require.Equal(t, 0, st.Waiters, "goroutines still waiting after both ends closed")
 }
 
-// pipeAwaitWaiters waits until exactly n goroutines are parked on the pool.
-func pipeAwaitWaiters(t testing.TB, pool *BytesPool, n int) {
-	t.Helper()
-	require.Eventually(t, func() bool { return pool.Stats().Waiters == n },
-		pipeTimeout, time.Millisecond, "Stats().Waiters never became %d", n)
-}
 
 type pipeResult struct {
 	n   int
@@ -72,7 +54,7 @@ func pipeRecv(t testing.TB, ch <-chan pipeResult) pipeResult {
 	select {
 	case res := <-ch:
 		return res
-	case <-time.After(pipeTimeout):
+	case <-time.After(waitTimeout):
 		require.FailNow(t, "the call did not return")
 		return pipeResult{}
 	}
@@ -260,7 +242,7 @@ func TestPipeTransferRandomChunks(t *testing.T) {
 	want := sha256.Sum256(data)
 	for _, m := range pipeTransferModes {
 		t.Run(m.name, func(t *testing.T) {
-			pool := pipeTestPool(t, 8<<20, 4096)
+			pool := testPool(t, 8<<20, 4096)
 			r, w := pool.NewPipe(1 << 20)
 			sum, n := pipeTransfer(t, r, w, data, 256<<10, m.readFrom, m.writeTo, nil)
 			require.Equal(t, int64(size), n)
@@ -309,7 +291,7 @@ func TestPipeBlocksBound(t *testing.T) {
 		for _, m := range pipeTransferModes {
 			name := fmt.Sprintf("max=%d/bs=%d/%s", tc.maxBuffered, tc.blockSize, m.name)
 			t.Run(name, func(t *testing.T) {
-				pool := pipeTestPool(t, 0, tc.blockSize)
+				pool := testPool(t, 0, tc.blockSize)
 				r, w := pool.NewPipe(tc.maxBuffered)
 				var seen pipeMaxInt
 				probe := func() { seen.see(pool.Stats().BlocksInUse) }
@@ -364,7 +346,7 @@ func (g *pipeGateWriter) Write(p []byte) (int, error) {
 func TestPipeWriteToKeepsBound(t *testing.T) {
 	const bs, maxBuffered = 1024, 2048
 	const bound = maxBuffered/bs + 1
-	pool := pipeTestPool(t, 0, bs)
+	pool := testPool(t, 0, bs)
 	r, w := pool.NewPipe(maxBuffered)
 	data := pipeRandomData(2*maxBuffered, 2)
 
@@ -382,7 +364,7 @@ func TestPipeWriteToKeepsBound(t *testing.T) {
 	}()
 	select {
 	case <-dst.entered:
-	case <-time.After(pipeTimeout):
+	case <-time.After(waitTimeout):
 		require.FailNow(t, "WriteTo never wrote to its destination")
 	}
 
@@ -398,7 +380,7 @@ func TestPipeWriteToKeepsBound(t *testing.T) {
 		default:
 			return pool.Stats().Waiters == 1
 		}
-	}, pipeTimeout, time.Millisecond)
+	}, waitTimeout, time.Millisecond)
 	assert.Nil(t, early, "the second Write did not wait while WriteTo held %d bytes in flight", maxBuffered)
 	assert.LessOrEqual(t, pool.Stats().BlocksInUse, bound,
 		"the pipe holds more than ceil(maxBuffered/blockSize)+1 blocks while WriteTo is in flight")
@@ -413,7 +395,7 @@ func TestPipeWriteToKeepsBound(t *testing.T) {
 	select {
 	case err := <-copied:
 		require.NoError(t, err)
-	case <-time.After(pipeTimeout):
+	case <-time.After(waitTimeout):
 		require.FailNow(t, "WriteTo did not return after the writer closed")
 	}
 	require.Equal(t, int64(len(data)), total)
@@ -458,7 +440,7 @@ func TestPipeReadFromKeepsBound(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("max=%d/bs=%d", tc.maxBuffered, tc.blockSize), func(t *testing.T) {
 			bound := (tc.maxBuffered+tc.blockSize-1)/tc.blockSize + 1
-			pool := pipeTestPool(t, 0, tc.blockSize)
+			pool := testPool(t, 0, tc.blockSize)
 			r, w := pool.NewPipe(tc.maxBuffered)
 			src := &pipeStepReader{asked: make(chan int), give: make(chan int), data: pipeRandomData(tc.size, 3)}
 			res := pipeAsync(func() (int, error) {
@@ -494,7 +476,7 @@ func TestPipeReadFromKeepsBound(t *testing.T) {
 					case asked := <-src.asked:
 						answer(asked)
 						mustAsk = false
-					case <-time.After(pipeTimeout):
+					case <-time.After(waitTimeout):
 						require.FailNow(t, "ReadFrom did not read its source after a read made room")
 					}
 					continue
@@ -540,11 +522,11 @@ func TestPipeReadFromKeepsBound(t *testing.T) {
 }
 
 func TestPipeReadWaitsForWrite(t *testing.T) {
-	pool := pipeTestPool(t, 1<<20, 4096)
+	pool := testPool(t, 1<<20, 4096)
 	r, w := pool.NewPipe(0)
 	buf := make([]byte, 100)
 	res := pipeAsync(func() (int, error) { return r.Read(buf) })
-	pipeAwaitWaiters(t, pool, 1)
+	waitWaiters(t, pool, 1)
 	pipeNotDone(t, res)
 
 	n, err := w.Write([]byte("hello, pipe"))
@@ -560,7 +542,7 @@ func TestPipeReadWaitsForWrite(t *testing.T) {
 }
 
 func TestPipeWriteString(t *testing.T) {
-	pool := pipeTestPool(t, 1<<20, 16)
+	pool := testPool(t, 1<<20, 16)
 	r, w := pool.NewPipe(0)
 	n, err := w.WriteString("a string longer than one block")
 	require.NoError(t, err)
@@ -574,7 +556,7 @@ func TestPipeWriteString(t *testing.T) {
 
 func TestPipeWriteBlocksWhileFull(t *testing.T) {
 	const maxBuffered = 4096
-	pool := pipeTestPool(t, 1<<20, 1024)
+	pool := testPool(t, 1<<20, 1024)
 	r, w := pool.NewPipe(maxBuffered)
 	data := pipeRandomData(maxBuffered+10, 4)
 
@@ -583,7 +565,7 @@ func TestPipeWriteBlocksWhileFull(t *testing.T) {
 	require.Equal(t, maxBuffered, n)
 
 	res := pipeAsync(func() (int, error) { return w.Write(data[maxBuffered:]) })
-	pipeAwaitWaiters(t, pool, 1)
+	waitWaiters(t, pool, 1)
 	pipeNotDone(t, res)
 	require.Equal(t, 4, pool.Stats().BlocksInUse)
 
@@ -604,7 +586,7 @@ func TestPipeWriteBlocksWhileFull(t *testing.T) {
 }
 
 func TestPipeLargeWriteGoesInPieces(t *testing.T) {
-	pool := pipeTestPool(t, 1<<20, 256)
+	pool := testPool(t, 1<<20, 256)
 	r, w := pool.NewPipe(1000)
 	data := pipeRandomData(100_000, 5)
 	res := pipeAsync(func() (int, error) {
@@ -628,13 +610,13 @@ func TestPipeLargeWriteGoesInPieces(t *testing.T) {
 // the reader drains, without ErrPoolTooSmall.
 func TestPipeUnboundedUsesWholePool(t *testing.T) {
 	const bs, blocks = 1024, 4
-	pool := pipeTestPool(t, blocks*bs, bs)
+	pool := testPool(t, blocks*bs, bs)
 	r, w := pool.NewPipe(0)
 
 	// With nobody reading, the writer fills the whole pool, then waits.
 	data := pipeRandomData(10*bs+17, 6)
 	res := pipeAsync(func() (int, error) { return w.Write(data) })
-	pipeAwaitWaiters(t, pool, 1)
+	waitWaiters(t, pool, 1)
 	pipeNotDone(t, res)
 	require.Equal(t, blocks, pool.Stats().BlocksInUse)
 
@@ -661,7 +643,7 @@ var (
 func TestPipeCloseSemantics(t *testing.T) {
 	const bs = 1024
 	newPipe := func(t *testing.T, maxBuffered int) (*BytesPool, *PipeReader, *PipeWriter) {
-		pool := pipeTestPool(t, 64*bs, bs)
+		pool := testPool(t, 64*bs, bs)
 		r, w := pool.NewPipe(maxBuffered)
 		return pool, r, w
 	}
@@ -694,7 +676,7 @@ func TestPipeCloseSemantics(t *testing.T) {
 	t.Run("writer Close on an empty pipe wakes a waiting reader with io.EOF", func(t *testing.T) {
 		pool, r, w := newPipe(t, 0)
 		res := pipeAsync(func() (int, error) { return r.Read(make([]byte, 10)) })
-		pipeAwaitWaiters(t, pool, 1)
+		waitWaiters(t, pool, 1)
 		require.NoError(t, w.Close())
 		got := pipeRecv(t, res)
 		require.Equal(t, pipeResult{0, io.EOF}, got)
@@ -710,7 +692,7 @@ func TestPipeCloseSemantics(t *testing.T) {
 	t.Run("writer CloseWithError wakes a waiting reader with the error", func(t *testing.T) {
 		pool, r, w := newPipe(t, 0)
 		res := pipeAsync(func() (int, error) { return r.Read(make([]byte, 10)) })
-		pipeAwaitWaiters(t, pool, 1)
+		waitWaiters(t, pool, 1)
 		require.NoError(t, w.CloseWithError(errPipeTest1))
 		require.Equal(t, pipeResult{0, errPipeTest1}, pipeRecv(t, res))
 		pipeCheckNoLeak(t, pool, r, w)
@@ -806,7 +788,7 @@ func TestPipeCloseSemantics(t *testing.T) {
 	t.Run("reader Close wakes a waiting reader", func(t *testing.T) {
 		pool, r, w := newPipe(t, 0)
 		res := pipeAsync(func() (int, error) { return r.Read(make([]byte, 10)) })
-		pipeAwaitWaiters(t, pool, 1)
+		waitWaiters(t, pool, 1)
 		require.NoError(t, r.Close())
 		require.Equal(t, pipeResult{0, io.ErrClosedPipe}, pipeRecv(t, res))
 		pipeCheckNoLeak(t, pool, r, w)
@@ -838,7 +820,7 @@ func TestPipeCloseSemantics(t *testing.T) {
 		t.Run("reader "+bc.name+" wakes a Write blocked on space", func(t *testing.T) {
 			pool, r, w := newPipe(t, bs)
 			res := pipeAsync(func() (int, error) { return w.Write(make([]byte, 3*bs)) })
-			pipeAwaitWaiters(t, pool, 1)
+			waitWaiters(t, pool, 1)
 			pipeNotDone(t, res)
 			require.Equal(t, 1, pool.Stats().BlocksInUse)
 			require.NoError(t, bc.close(r))
@@ -846,14 +828,14 @@ func TestPipeCloseSemantics(t *testing.T) {
 			pipeCheckNoLeak(t, pool, r, w)
 		})
 		t.Run("reader "+bc.name+" wakes a Write blocked on the pool", func(t *testing.T) {
-			pool := pipeTestPool(t, 2*bs, bs)
+			pool := testPool(t, 2*bs, bs)
 			hog := pool.NewBytes(0)
 			n, err := hog.Write(make([]byte, 2*bs))
 			require.NoError(t, err)
 			require.Equal(t, 2*bs, n)
 			r, w := pool.NewPipe(0)
 			res := pipeAsync(func() (int, error) { return w.Write(make([]byte, 100)) })
-			pipeAwaitWaiters(t, pool, 1)
+			waitWaiters(t, pool, 1)
 			pipeNotDone(t, res)
 			require.NoError(t, bc.close(r))
 			require.Equal(t, pipeResult{0, bc.want}, pipeRecv(t, res))
@@ -867,14 +849,14 @@ func TestPipeCloseSemantics(t *testing.T) {
 				n, err := w.ReadFrom(pipeZeroReader{})
 				return int(n), err
 			})
-			pipeAwaitWaiters(t, pool, 1)
+			waitWaiters(t, pool, 1)
 			pipeNotDone(t, res)
 			require.NoError(t, bc.close(r))
 			require.Equal(t, pipeResult{bs, bc.want}, pipeRecv(t, res))
 			pipeCheckNoLeak(t, pool, r, w)
 		})
 		t.Run("reader "+bc.name+" wakes a ReadFrom blocked on the pool", func(t *testing.T) {
-			pool := pipeTestPool(t, 2*bs, bs)
+			pool := testPool(t, 2*bs, bs)
 			hog := pool.NewBytes(0)
 			_, err := hog.Write(make([]byte, 2*bs))
 			require.NoError(t, err)
@@ -883,7 +865,7 @@ func TestPipeCloseSemantics(t *testing.T) {
 				n, err := w.ReadFrom(pipeZeroReader{})
 				return int(n), err
 			})
-			pipeAwaitWaiters(t, pool, 1)
+			waitWaiters(t, pool, 1)
 			pipeNotDone(t, res)
 			require.NoError(t, bc.close(r))
 			require.Equal(t, pipeResult{0, bc.want}, pipeRecv(t, res))
@@ -940,12 +922,12 @@ func (pipeZeroReader) Read(p []byte) (int, error) {
 func TestPipeContext(t *testing.T) {
 	const bs = 1024
 	t.Run("ReadContext cancelled on an empty pipe", func(t *testing.T) {
-		pool := pipeTestPool(t, 64*bs, bs)
+		pool := testPool(t, 64*bs, bs)
 		r, w := pool.NewPipe(0)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		res := pipeAsync(func() (int, error) { return r.ReadContext(ctx, make([]byte, 10)) })
-		pipeAwaitWaiters(t, pool, 1)
+		waitWaiters(t, pool, 1)
 		pipeNotDone(t, res)
 		cancel()
 		require.Equal(t, pipeResult{0, context.Canceled}, pipeRecv(t, res))
@@ -967,7 +949,7 @@ func TestPipeContext(t *testing.T) {
 		pipeCheckNoLeak(t, pool, r, w)
 	})
 	t.Run("ReadContext past its deadline on an empty pipe", func(t *testing.T) {
-		pool := pipeTestPool(t, 64*bs, bs)
+		pool := testPool(t, 64*bs, bs)
 		r, w := pool.NewPipe(0)
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 		defer cancel()
@@ -986,12 +968,12 @@ func TestPipeContext(t *testing.T) {
 		pipeCheckNoLeak(t, pool, r, w)
 	})
 	t.Run("ReadContext with a live context reads", func(t *testing.T) {
-		pool := pipeTestPool(t, 64*bs, bs)
+		pool := testPool(t, 64*bs, bs)
 		r, w := pool.NewPipe(0)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		res := pipeAsync(func() (int, error) { return r.ReadContext(ctx, make([]byte, 10)) })
-		pipeAwaitWaiters(t, pool, 1)
+		waitWaiters(t, pool, 1)
 		_, err := w.Write([]byte("abc"))
 		require.NoError(t, err)
 		require.Equal(t, pipeResult{3, nil}, pipeRecv(t, res))
@@ -1014,14 +996,14 @@ func TestPipeContext(t *testing.T) {
 		}
 
 		t.Run("WriteContext blocked on space, "+name, func(t *testing.T) {
-			pool := pipeTestPool(t, 64*bs, 256)
+			pool := testPool(t, 64*bs, 256)
 			r, w := pool.NewPipe(1000)
 			data := pipeRandomData(3000, 9)
 			ctx, end, cancel := start()
 			defer cancel()
 			res := pipeAsync(func() (int, error) { return w.WriteContext(ctx, data) })
 			if !deadline {
-				pipeAwaitWaiters(t, pool, 1)
+				waitWaiters(t, pool, 1)
 				pipeNotDone(t, res)
 			}
 			end()
@@ -1036,14 +1018,14 @@ func TestPipeContext(t *testing.T) {
 		})
 		t.Run("WriteContext blocked on the pool, "+name, func(t *testing.T) {
 			const blocks = 4
-			pool := pipeTestPool(t, blocks*bs, bs)
+			pool := testPool(t, blocks*bs, bs)
 			r, w := pool.NewPipe(0)
 			data := pipeRandomData(5*bs+100, 10)
 			ctx, end, cancel := start()
 			defer cancel()
 			res := pipeAsync(func() (int, error) { return w.WriteContext(ctx, data) })
 			if !deadline {
-				pipeAwaitWaiters(t, pool, 1)
+				waitWaiters(t, pool, 1)
 				pipeNotDone(t, res)
 			}
 			end()
@@ -1059,7 +1041,7 @@ func TestPipeContext(t *testing.T) {
 			pipeCheckNoLeak(t, pool, r, w)
 		})
 		t.Run("WriteContext blocked on the pool behind another holder, "+name, func(t *testing.T) {
-			pool := pipeTestPool(t, 2*bs, bs)
+			pool := testPool(t, 2*bs, bs)
 			hog := pool.NewBytes(0)
 			_, err := hog.Write(make([]byte, 2*bs))
 			require.NoError(t, err)
@@ -1068,7 +1050,7 @@ func TestPipeContext(t *testing.T) {
 			defer cancel()
 			res := pipeAsync(func() (int, error) { return w.WriteContext(ctx, []byte("waits")) })
 			if !deadline {
-				pipeAwaitWaiters(t, pool, 1)
+				waitWaiters(t, pool, 1)
 				pipeNotDone(t, res)
 			}
 			end()
@@ -1090,7 +1072,7 @@ func TestPipeContext(t *testing.T) {
 }
 
 func TestPipeZeroLength(t *testing.T) {
-	pool := pipeTestPool(t, 64<<10, 1024)
+	pool := testPool(t, 64<<10, 1024)
 	r, w := pool.NewPipe(0)
 	n, err := r.Read(nil)
 	require.Equal(t, 0, n)
@@ -1117,7 +1099,7 @@ func TestPipeZeroLength(t *testing.T) {
 func TestPipeReadFromWriteToResults(t *testing.T) {
 	const bs = 1024
 	t.Run("ReadFrom returns the count and nil at the source's EOF", func(t *testing.T) {
-		pool := pipeTestPool(t, 64*bs, bs)
+		pool := testPool(t, 64*bs, bs)
 		r, w := pool.NewPipe(0)
 		data := pipeRandomData(5*bs+3, 11)
 		n, err := w.ReadFrom(newPipeChunkReader(data, 700, 1))
@@ -1130,7 +1112,7 @@ func TestPipeReadFromWriteToResults(t *testing.T) {
 		pipeCheckNoLeak(t, pool, r, w)
 	})
 	t.Run("ReadFrom returns the source's error, the data stays", func(t *testing.T) {
-		pool := pipeTestPool(t, 64*bs, bs)
+		pool := testPool(t, 64*bs, bs)
 		r, w := pool.NewPipe(0)
 		src := io.MultiReader(bytes.NewReader([]byte("head")), &pipeErrReader{errPipeTest1})
 		n, err := w.ReadFrom(src)
@@ -1143,7 +1125,7 @@ func TestPipeReadFromWriteToResults(t *testing.T) {
 		pipeCheckNoLeak(t, pool, r, w)
 	})
 	t.Run("WriteTo returns nil after the writer's Close", func(t *testing.T) {
-		pool := pipeTestPool(t, 64*bs, bs)
+		pool := testPool(t, 64*bs, bs)
 		r, w := pool.NewPipe(0)
 		data := pipeRandomData(3*bs+5, 12)
 		_, err := w.Write(data)
@@ -1157,7 +1139,7 @@ func TestPipeReadFromWriteToResults(t *testing.T) {
 		pipeCheckNoLeak(t, pool, r, w)
 	})
 	t.Run("WriteTo returns the writer's CloseWithError", func(t *testing.T) {
-		pool := pipeTestPool(t, 64*bs, bs)
+		pool := testPool(t, 64*bs, bs)
 		r, w := pool.NewPipe(0)
 		_, err := w.Write([]byte("tail"))
 		require.NoError(t, err)
@@ -1171,7 +1153,7 @@ func TestPipeReadFromWriteToResults(t *testing.T) {
 	})
 	for _, limit := range []int{0, 10, bs, 1500} {
 		t.Run(fmt.Sprintf("WriteTo returns the destination's error after %d bytes, the rest stays", limit), func(t *testing.T) {
-			pool := pipeTestPool(t, 64*bs, bs)
+			pool := testPool(t, 64*bs, bs)
 			r, w := pool.NewPipe(0)
 			data := pipeRandomData(3*bs+5, 13)
 			_, err := w.Write(data)
@@ -1221,7 +1203,7 @@ func TestPipeConcurrentWritersRecords(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		records = 1000
 	}
-	pool := pipeTestPool(t, 0, 60)
+	pool := testPool(t, 0, 60)
 	r, w := pool.NewPipe(0)
 	var wg sync.WaitGroup
 	for id := range writers {
@@ -1274,7 +1256,7 @@ func pipeConcurrentTotals(t *testing.T, readers []func(r *PipeReader) (int64, ui
 	if testing.Short() || raceEnabled {
 		perWriter = 64 << 10
 	}
-	pool := pipeTestPool(t, 64<<10, 512)
+	pool := testPool(t, 64<<10, 512)
 	r, w := pool.NewPipe(4096)
 
 	var wantN int64
@@ -1399,7 +1381,7 @@ func TestPipeAllocs(t *testing.T) {
 	out := make([]byte, size)
 
 	t.Run("Write+Read", func(t *testing.T) {
-		pool := pipeTestPool(t, 1<<20, 4096)
+		pool := testPool(t, 1<<20, 4096)
 		r, w := pool.NewPipe(64 << 10)
 		var bad error
 		allocs := testing.AllocsPerRun(2000, func() {
@@ -1419,7 +1401,7 @@ func TestPipeAllocs(t *testing.T) {
 
 	t.Run("blocking round trip", func(t *testing.T) {
 		const runs = 2000
-		pool := pipeTestPool(t, 1<<20, 4096)
+		pool := testPool(t, 1<<20, 4096)
 		r, w := pool.NewPipe(size)
 		wdone := make(chan error, 1)
 		go func() {
@@ -1447,7 +1429,7 @@ func TestPipeAllocs(t *testing.T) {
 		select {
 		case err := <-wdone:
 			require.NoError(t, err)
-		case <-time.After(pipeTimeout):
+		case <-time.After(waitTimeout):
 			require.FailNow(t, "the writer did not finish")
 		}
 		require.Equal(t, in, out)
@@ -1470,17 +1452,17 @@ func pipeForget(t *testing.T, pool *BytesPool) {
 }
 
 func TestPipeForgottenIsReclaimed(t *testing.T) {
-	pool := pipeTestPool(t, 1<<20, 4096)
+	pool := testPool(t, 1<<20, 4096)
 	pipeForget(t, pool)
 	require.Equal(t, 2, pool.Stats().BlocksInUse)
 	require.Eventually(t, func() bool {
 		runtime.GC()
 		return pool.Stats().BlocksInUse == 0
-	}, pipeTimeout, 10*time.Millisecond, "the blocks of a forgotten pipe were not reclaimed")
+	}, waitTimeout, 10*time.Millisecond, "the blocks of a forgotten pipe were not reclaimed")
 }
 
 func TestPipeNegativeMaxBufferedPanics(t *testing.T) {
-	pool := pipeTestPool(t, 1<<20, 4096)
+	pool := testPool(t, 1<<20, 4096)
 	var msg string
 	func() {
 		defer func() { msg = fmt.Sprint(recover()) }()
