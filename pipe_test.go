@@ -20,7 +20,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-
 // pipeCheckNoLeak closes both ends and checks that the pool holds no block
 // and that nobody waits any more.
 func pipeCheckNoLeak(t testing.TB, pool *BytesPool, r *PipeReader, w *PipeWriter) {
@@ -31,7 +30,6 @@ func pipeCheckNoLeak(t testing.TB, pool *BytesPool, r *PipeReader, w *PipeWriter
 	require.Equal(t, 0, st.BlocksInUse, "blocks still in use after both ends closed")
 	require.Equal(t, 0, st.Waiters, "goroutines still waiting after both ends closed")
 }
-
 
 type pipeResult struct {
 	n   int
