@@ -50,7 +50,14 @@ type Ring struct {
 
 	// tail is the next position to push. Written only by Push's CAS.
 	tail atomic.Uint64
-	_    [cacheLineSize]byte
+	// seenHead is a value of head that a Push loaded. head only grows,
+	// so seenHead <= head: a Push that finds room against seenHead has
+	// room. Pushes load head itself (and refresh seenHead) only when
+	// seenHead says full, so pushing does not pull head's cache line
+	// away from the cores that pop. It shares tail's line, which a Push
+	// owns anyway.
+	seenHead atomic.Uint64
+	_        [cacheLineSize]byte
 
 	// mask and slots are written by New and only read afterwards;
 	// the padding above keeps them off the lines that head and tail
@@ -97,6 +104,7 @@ func newAt(capacity int, start uint64) *Ring {
 	}
 	r.head.Store(start)
 	r.tail.Store(start)
+	r.seenHead.Store(start)
 	return r
 }
 
@@ -109,7 +117,10 @@ func newAt(capacity int, start uint64) *Ring {
 // Push claims the position tail by CAS, but only while tail-head <
 // len(slots), that is while the value pushed a lap earlier at the same slot
 // (position tail-len(slots)) has been popped. Then it stores the slot word
-// (tag = pos, the value). Pop loads head and the slot word; if the tag is
+// (tag = pos, the value). For the check it reads seenHead, a head that an
+// earlier Push loaded, and loads head only when seenHead says full: head
+// only grows, so seenHead <= head and the check errs only towards "full",
+// which the reload then corrects. Pop loads head and the slot word; if the tag is
 // head, the value was published for this position, and Pop claims it by
 // CAS on head. The slot is not written on the way out: the next lap's tag
 // tells the next Pop whether it has been refilled. So a Push+Pop costs three
@@ -122,7 +133,10 @@ func newAt(capacity int, start uint64) *Ring {
 // its tag, so a Pop that sees the tag sees the value. A Pop reads the word
 // before its CAS on head, and a Push overwrites a slot only after loading a
 // head past the position the slot held a lap earlier, that is after the CAS
-// that claimed it, so no Push overwrites a value a Pop has yet to read.
+// that claimed it, so no Push overwrites a value a Pop has yet to read. When
+// that head comes through seenHead, the chain is one step longer and still
+// ordered: the Pop's CAS, then the Push that loaded head and stored it in
+// seenHead, then this Push's load of seenHead, then its store to the slot.
 //
 // ABA. head and tail only ever increase by one (or by n, for PopN and
 // PushN), so a CAS from a stale position succeeds only while the counter is
@@ -146,41 +160,47 @@ func newAt(capacity int, start uint64) *Ring {
 // Push adds v at the tail of the queue. It reports false, without waiting,
 // if the queue is full.
 func (r *Ring) Push(v uint32) bool {
-	for {
-		t := r.tail.Load()
-		d := int64(t - r.head.Load())
-		if d >= int64(len(r.slots)) {
-			return false
-		}
-		if d < 0 {
-			continue // t is stale: Pops went past it since we loaded it
-		}
-		if r.tail.CompareAndSwap(t, t+1) {
-			r.slots[t&r.mask].word.Store(pack(t, v))
-			return true
-		}
+	t, k := r.claim(1)
+	if k == 0 {
+		return false
 	}
+	r.slots[t&r.mask].word.Store(pack(t, v))
+	return true
 }
 
 // PushN adds as many values of vs as fit, in order, with one CAS, and
 // returns how many it added.
 func (r *Ring) PushN(vs []uint32) int {
+	t, k := r.claim(uint64(len(vs)))
+	for i, v := range vs[:k] {
+		pos := t + uint64(i)
+		r.slots[pos&r.mask].word.Store(pack(pos, v))
+	}
+	return int(k)
+}
+
+// claim reserves up to n positions at the tail, as many as are free, with
+// one CAS, and returns the first of them and how many (0 when the queue is
+// full or n is 0).
+func (r *Ring) claim(n uint64) (t, k uint64) {
+	size := uint64(len(r.slots))
 	for {
-		t := r.tail.Load()
-		d := int64(t - r.head.Load())
+		t = r.tail.Load()
+		h := r.seenHead.Load()
+		if t-h > size-min(n, size) {
+			// seenHead says there is not room for all n (or t is
+			// stale, which the reload also sorts out): look at head
+			// itself.
+			h = r.head.Load()
+			r.seenHead.Store(h)
+		}
+		d := int64(t - h)
 		if d < 0 {
-			continue
+			continue // t is stale: Pops went past it since we loaded it
 		}
-		k := min(int64(len(vs)), int64(len(r.slots))-d)
-		if k <= 0 {
-			return 0
-		}
-		if r.tail.CompareAndSwap(t, t+uint64(k)) {
-			for i, v := range vs[:k] {
-				pos := t + uint64(i)
-				r.slots[pos&r.mask].word.Store(pack(pos, v))
-			}
-			return int(k)
+		k = min(n, size-uint64(d))
+		if k == 0 || r.tail.CompareAndSwap(t, t+k) {
+			return t, k
 		}
 	}
 }

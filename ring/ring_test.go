@@ -48,7 +48,26 @@ func TestLayout(t *testing.T) {
 	assert.Zero(t, unsafe.Offsetof(r.tail)%8)
 	assert.GreaterOrEqual(t, unsafe.Offsetof(r.head), uintptr(cacheLineSize))
 	assert.GreaterOrEqual(t, unsafe.Offsetof(r.tail)-unsafe.Offsetof(r.head), uintptr(cacheLineSize+8))
-	assert.GreaterOrEqual(t, unsafe.Offsetof(r.mask)-unsafe.Offsetof(r.tail), uintptr(cacheLineSize+8))
+	assert.Equal(t, unsafe.Offsetof(r.tail)+8, unsafe.Offsetof(r.seenHead), "seenHead shares tail's line")
+	assert.GreaterOrEqual(t, unsafe.Offsetof(r.mask)-unsafe.Offsetof(r.seenHead), uintptr(cacheLineSize+8))
+}
+
+// TestSeenHead checks that Pushes see the room that Pops made even though
+// their cached head is stale, and that they claim exactly that room.
+func TestSeenHead(t *testing.T) {
+	r := New(8)
+	vs := []uint32{0, 1, 2, 3, 4, 5, 6, 7}
+	require.Equal(t, 8, r.PushN(vs))
+	require.Equal(t, 0, r.PushN(vs), "PushN on full ring")
+	var dst [3]uint32
+	require.Equal(t, 3, r.PopN(dst[:]))
+	// seenHead still says full; the Pushes must look at head.
+	require.Equal(t, 2, r.PushN([]uint32{10, 11}))
+	require.True(t, r.Push(12))
+	require.False(t, r.Push(13), "Push on full ring")
+	var all [8]uint32
+	require.Equal(t, 8, r.PopN(all[:]))
+	assert.Equal(t, [8]uint32{3, 4, 5, 6, 7, 10, 11, 12}, all)
 }
 
 // fillDrain fills r to capacity, checks that one more Push fails, and drains
