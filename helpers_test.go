@@ -64,22 +64,19 @@ type result struct {
 }
 
 // async runs f in a goroutine and returns a channel that receives its
-// result once.
-func async(f func() (int64, error)) <-chan result {
+// result once, with n as an int64.
+func async[N int | int64](f func() (N, error)) <-chan result {
 	ch := make(chan result, 1)
 	go func() {
 		n, err := f()
-		ch <- result{n, err}
+		ch <- result{int64(n), err}
 	}()
 	return ch
 }
 
 // asyncWrite starts b.Write(p) in a goroutine.
 func asyncWrite(b *Bytes, p []byte) <-chan result {
-	return async(func() (int64, error) {
-		n, err := b.Write(p)
-		return int64(n), err
-	})
+	return async(func() (int, error) { return b.Write(p) })
 }
 
 // await waits for the result of an async call, failing after waitTimeout.

@@ -31,43 +31,6 @@ func pipeCheckNoLeak(t testing.TB, pool *BytesPool, r *PipeReader, w *PipeWriter
 	require.Equal(t, 0, st.Waiters, "goroutines still waiting after both ends closed")
 }
 
-type pipeResult struct {
-	n   int
-	err error
-}
-
-// pipeAsync runs f in a goroutine and delivers its result.
-func pipeAsync(f func() (int, error)) <-chan pipeResult {
-	ch := make(chan pipeResult, 1)
-	go func() {
-		n, err := f()
-		ch <- pipeResult{n, err}
-	}()
-	return ch
-}
-
-// pipeRecv returns the result of a call that must return.
-func pipeRecv(t testing.TB, ch <-chan pipeResult) pipeResult {
-	t.Helper()
-	select {
-	case res := <-ch:
-		return res
-	case <-time.After(waitTimeout):
-		require.FailNow(t, "the call did not return")
-		return pipeResult{}
-	}
-}
-
-// pipeNotDone checks that a call has not returned yet.
-func pipeNotDone(t testing.TB, ch <-chan pipeResult) {
-	t.Helper()
-	select {
-	case res := <-ch:
-		require.FailNowf(t, "the call returned while it should wait", "returned %d, %v", res.n, res.err)
-	default:
-	}
-}
-
 // pipeRandomData returns n reproducible pseudo-random bytes.
 func pipeRandomData(n int, seed uint64) []byte {
 	var s [32]byte
@@ -368,8 +331,8 @@ func TestPipeWriteToKeepsBound(t *testing.T) {
 
 	// WriteTo holds the first maxBuffered bytes in flight; a second write
 	// of maxBuffered bytes must wait rather than take more blocks.
-	wrote := pipeAsync(func() (int, error) { return w.Write(data[maxBuffered:]) })
-	var early *pipeResult
+	wrote := async(func() (int, error) { return w.Write(data[maxBuffered:]) })
+	var early *result
 	require.Eventually(t, func() bool {
 		select {
 		case res := <-wrote:
@@ -385,9 +348,9 @@ func TestPipeWriteToKeepsBound(t *testing.T) {
 
 	close(dst.release)
 	if early == nil {
-		res := pipeRecv(t, wrote)
+		res := await(t, "the second Write", wrote)
 		require.NoError(t, res.err)
-		require.Equal(t, maxBuffered, res.n)
+		require.Equal(t, int64(maxBuffered), res.n)
 	}
 	require.NoError(t, w.Close())
 	select {
@@ -441,10 +404,7 @@ func TestPipeReadFromKeepsBound(t *testing.T) {
 			pool := testPool(t, 0, tc.blockSize)
 			r, w := pool.NewPipe(tc.maxBuffered)
 			src := &pipeStepReader{asked: make(chan int), give: make(chan int), data: pipeRandomData(tc.size, 3)}
-			res := pipeAsync(func() (int, error) {
-				n, err := w.ReadFrom(src)
-				return int(n), err
-			})
+			res := async(func() (int64, error) { return w.ReadFrom(src) })
 			rng := rand.New(rand.NewPCG(uint64(tc.maxBuffered), 5))
 			worst, where := 0, ""
 			check := func(at string) {
@@ -465,7 +425,7 @@ func TestPipeReadFromKeepsBound(t *testing.T) {
 				src.give <- k
 				given += k
 			}
-			var out pipeResult
+			var out result
 			for done, mustAsk := false, false; !done; {
 				if mustAsk {
 					// The read left room for bytes and a block, so
@@ -506,7 +466,7 @@ func TestPipeReadFromKeepsBound(t *testing.T) {
 				}
 			}
 			require.NoError(t, out.err)
-			require.Equal(t, len(src.data), out.n)
+			require.Equal(t, int64(len(src.data)), out.n)
 			assert.LessOrEqual(t, worst, bound,
 				"blocks in use passed ceil(maxBuffered/blockSize)+1; the most were in use when %s", where)
 			require.NoError(t, w.Close())
@@ -523,16 +483,16 @@ func TestPipeReadWaitsForWrite(t *testing.T) {
 	pool := testPool(t, 1<<20, 4096)
 	r, w := pool.NewPipe(0)
 	buf := make([]byte, 100)
-	res := pipeAsync(func() (int, error) { return r.Read(buf) })
+	res := async(func() (int, error) { return r.Read(buf) })
 	waitWaiters(t, pool, 1)
-	pipeNotDone(t, res)
+	require.True(t, stillRunning(res), "the call returned while it should wait")
 
 	n, err := w.Write([]byte("hello, pipe"))
 	require.NoError(t, err)
 	require.Equal(t, 11, n)
-	got := pipeRecv(t, res)
+	got := await(t, "the waiting Read", res)
 	require.NoError(t, got.err)
-	require.Equal(t, 11, got.n)
+	require.Equal(t, int64(11), got.n)
 	require.Equal(t, "hello, pipe", string(buf[:got.n]))
 	require.Equal(t, 0, pool.Stats().Waiters)
 	require.Equal(t, 0, pool.Stats().BlocksInUse, "the read emptied the block")
@@ -562,9 +522,9 @@ func TestPipeWriteBlocksWhileFull(t *testing.T) {
 	require.NoError(t, err, "a write of exactly maxBuffered bytes fits")
 	require.Equal(t, maxBuffered, n)
 
-	res := pipeAsync(func() (int, error) { return w.Write(data[maxBuffered:]) })
+	res := async(func() (int, error) { return w.Write(data[maxBuffered:]) })
 	waitWaiters(t, pool, 1)
-	pipeNotDone(t, res)
+	require.True(t, stillRunning(res), "the call returned while it should wait")
 	require.Equal(t, 4, pool.Stats().BlocksInUse)
 
 	buf := make([]byte, 10)
@@ -572,9 +532,9 @@ func TestPipeWriteBlocksWhileFull(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 10, k)
 	require.Equal(t, data[:10], buf)
-	got := pipeRecv(t, res)
+	got := await(t, "the waiting Write", res)
 	require.NoError(t, got.err)
-	require.Equal(t, 10, got.n)
+	require.Equal(t, int64(10), got.n)
 
 	require.NoError(t, w.Close())
 	rest, err := io.ReadAll(r)
@@ -587,7 +547,7 @@ func TestPipeLargeWriteGoesInPieces(t *testing.T) {
 	pool := testPool(t, 1<<20, 256)
 	r, w := pool.NewPipe(1000)
 	data := pipeRandomData(100_000, 5)
-	res := pipeAsync(func() (int, error) {
+	res := async(func() (int, error) {
 		n, err := w.Write(data)
 		if err == nil {
 			err = w.Close()
@@ -596,9 +556,9 @@ func TestPipeLargeWriteGoesInPieces(t *testing.T) {
 	})
 	got, err := io.ReadAll(r)
 	require.NoError(t, err)
-	out := pipeRecv(t, res)
+	out := await(t, "the large Write", res)
 	require.NoError(t, out.err, "a write larger than maxBuffered must not fail")
-	require.Equal(t, len(data), out.n)
+	require.Equal(t, int64(len(data)), out.n)
 	require.Equal(t, data, got)
 	pipeCheckNoLeak(t, pool, r, w)
 }
@@ -613,9 +573,9 @@ func TestPipeUnboundedUsesWholePool(t *testing.T) {
 
 	// With nobody reading, the writer fills the whole pool, then waits.
 	data := pipeRandomData(10*bs+17, 6)
-	res := pipeAsync(func() (int, error) { return w.Write(data) })
+	res := async(func() (int, error) { return w.Write(data) })
 	waitWaiters(t, pool, 1)
-	pipeNotDone(t, res)
+	require.True(t, stillRunning(res), "the call returned while it should wait")
 	require.Equal(t, blocks, pool.Stats().BlocksInUse)
 
 	got := make([]byte, 0, len(data))
@@ -626,9 +586,9 @@ func TestPipeUnboundedUsesWholePool(t *testing.T) {
 		got = append(got, buf[:n]...)
 		require.LessOrEqual(t, pool.Stats().BlocksInUse, blocks)
 	}
-	out := pipeRecv(t, res)
+	out := await(t, "the Write larger than the pool", res)
 	require.NoError(t, out.err)
-	require.Equal(t, len(data), out.n)
+	require.Equal(t, int64(len(data)), out.n)
 	require.Equal(t, data, got)
 	pipeCheckNoLeak(t, pool, r, w)
 }
@@ -673,11 +633,11 @@ func TestPipeCloseSemantics(t *testing.T) {
 	})
 	t.Run("writer Close on an empty pipe wakes a waiting reader with io.EOF", func(t *testing.T) {
 		pool, r, w := newPipe(t, 0)
-		res := pipeAsync(func() (int, error) { return r.Read(make([]byte, 10)) })
+		res := async(func() (int, error) { return r.Read(make([]byte, 10)) })
 		waitWaiters(t, pool, 1)
 		require.NoError(t, w.Close())
-		got := pipeRecv(t, res)
-		require.Equal(t, pipeResult{0, io.EOF}, got)
+		got := await(t, "the waiting Read", res)
+		require.Equal(t, result{0, io.EOF}, got)
 		pipeCheckNoLeak(t, pool, r, w)
 	})
 	t.Run("writer CloseWithError: drain then the error", func(t *testing.T) {
@@ -689,10 +649,10 @@ func TestPipeCloseSemantics(t *testing.T) {
 	})
 	t.Run("writer CloseWithError wakes a waiting reader with the error", func(t *testing.T) {
 		pool, r, w := newPipe(t, 0)
-		res := pipeAsync(func() (int, error) { return r.Read(make([]byte, 10)) })
+		res := async(func() (int, error) { return r.Read(make([]byte, 10)) })
 		waitWaiters(t, pool, 1)
 		require.NoError(t, w.CloseWithError(errPipeTest1))
-		require.Equal(t, pipeResult{0, errPipeTest1}, pipeRecv(t, res))
+		require.Equal(t, result{0, errPipeTest1}, await(t, "the waiting Read", res))
 		pipeCheckNoLeak(t, pool, r, w)
 	})
 	t.Run("writer CloseWithError(nil) is Close", func(t *testing.T) {
@@ -785,10 +745,10 @@ func TestPipeCloseSemantics(t *testing.T) {
 	})
 	t.Run("reader Close wakes a waiting reader", func(t *testing.T) {
 		pool, r, w := newPipe(t, 0)
-		res := pipeAsync(func() (int, error) { return r.Read(make([]byte, 10)) })
+		res := async(func() (int, error) { return r.Read(make([]byte, 10)) })
 		waitWaiters(t, pool, 1)
 		require.NoError(t, r.Close())
-		require.Equal(t, pipeResult{0, io.ErrClosedPipe}, pipeRecv(t, res))
+		require.Equal(t, result{0, io.ErrClosedPipe}, await(t, "the waiting Read", res))
 		pipeCheckNoLeak(t, pool, r, w)
 	})
 	t.Run("closing twice is harmless", func(t *testing.T) {
@@ -817,12 +777,12 @@ func TestPipeCloseSemantics(t *testing.T) {
 	for _, bc := range blockedCases {
 		t.Run("reader "+bc.name+" wakes a Write blocked on space", func(t *testing.T) {
 			pool, r, w := newPipe(t, bs)
-			res := pipeAsync(func() (int, error) { return w.Write(make([]byte, 3*bs)) })
+			res := async(func() (int, error) { return w.Write(make([]byte, 3*bs)) })
 			waitWaiters(t, pool, 1)
-			pipeNotDone(t, res)
+			require.True(t, stillRunning(res), "the call returned while it should wait")
 			require.Equal(t, 1, pool.Stats().BlocksInUse)
 			require.NoError(t, bc.close(r))
-			require.Equal(t, pipeResult{bs, bc.want}, pipeRecv(t, res))
+			require.Equal(t, result{bs, bc.want}, await(t, "the blocked Write", res))
 			pipeCheckNoLeak(t, pool, r, w)
 		})
 		t.Run("reader "+bc.name+" wakes a Write blocked on the pool", func(t *testing.T) {
@@ -832,25 +792,22 @@ func TestPipeCloseSemantics(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, 2*bs, n)
 			r, w := pool.NewPipe(0)
-			res := pipeAsync(func() (int, error) { return w.Write(make([]byte, 100)) })
+			res := async(func() (int, error) { return w.Write(make([]byte, 100)) })
 			waitWaiters(t, pool, 1)
-			pipeNotDone(t, res)
+			require.True(t, stillRunning(res), "the call returned while it should wait")
 			require.NoError(t, bc.close(r))
-			require.Equal(t, pipeResult{0, bc.want}, pipeRecv(t, res))
+			require.Equal(t, result{0, bc.want}, await(t, "the blocked Write", res))
 			require.Equal(t, 2, pool.Stats().BlocksInUse, "only the hog's blocks are in use")
 			hog.Free()
 			pipeCheckNoLeak(t, pool, r, w)
 		})
 		t.Run("reader "+bc.name+" wakes a ReadFrom blocked on space", func(t *testing.T) {
 			pool, r, w := newPipe(t, bs)
-			res := pipeAsync(func() (int, error) {
-				n, err := w.ReadFrom(pipeZeroReader{})
-				return int(n), err
-			})
+			res := async(func() (int64, error) { return w.ReadFrom(pipeZeroReader{}) })
 			waitWaiters(t, pool, 1)
-			pipeNotDone(t, res)
+			require.True(t, stillRunning(res), "the call returned while it should wait")
 			require.NoError(t, bc.close(r))
-			require.Equal(t, pipeResult{bs, bc.want}, pipeRecv(t, res))
+			require.Equal(t, result{bs, bc.want}, await(t, "the blocked ReadFrom", res))
 			pipeCheckNoLeak(t, pool, r, w)
 		})
 		t.Run("reader "+bc.name+" wakes a ReadFrom blocked on the pool", func(t *testing.T) {
@@ -859,14 +816,11 @@ func TestPipeCloseSemantics(t *testing.T) {
 			_, err := hog.Write(make([]byte, 2*bs))
 			require.NoError(t, err)
 			r, w := pool.NewPipe(0)
-			res := pipeAsync(func() (int, error) {
-				n, err := w.ReadFrom(pipeZeroReader{})
-				return int(n), err
-			})
+			res := async(func() (int64, error) { return w.ReadFrom(pipeZeroReader{}) })
 			waitWaiters(t, pool, 1)
-			pipeNotDone(t, res)
+			require.True(t, stillRunning(res), "the call returned while it should wait")
 			require.NoError(t, bc.close(r))
-			require.Equal(t, pipeResult{0, bc.want}, pipeRecv(t, res))
+			require.Equal(t, result{0, bc.want}, await(t, "the blocked ReadFrom", res))
 			require.Equal(t, 2, pool.Stats().BlocksInUse, "only the hog's blocks are in use")
 			hog.Free()
 			pipeCheckNoLeak(t, pool, r, w)
@@ -924,11 +878,11 @@ func TestPipeContext(t *testing.T) {
 		r, w := pool.NewPipe(0)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		res := pipeAsync(func() (int, error) { return r.ReadContext(ctx, make([]byte, 10)) })
+		res := async(func() (int, error) { return r.ReadContext(ctx, make([]byte, 10)) })
 		waitWaiters(t, pool, 1)
-		pipeNotDone(t, res)
+		require.True(t, stillRunning(res), "the call returned while it should wait")
 		cancel()
-		require.Equal(t, pipeResult{0, context.Canceled}, pipeRecv(t, res))
+		require.Equal(t, result{0, context.Canceled}, await(t, "the cancelled ReadContext", res))
 		require.Equal(t, 0, pool.Stats().Waiters)
 
 		// Already cancelled: returns at once.
@@ -970,11 +924,11 @@ func TestPipeContext(t *testing.T) {
 		r, w := pool.NewPipe(0)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		res := pipeAsync(func() (int, error) { return r.ReadContext(ctx, make([]byte, 10)) })
+		res := async(func() (int, error) { return r.ReadContext(ctx, make([]byte, 10)) })
 		waitWaiters(t, pool, 1)
 		_, err := w.Write([]byte("abc"))
 		require.NoError(t, err)
-		require.Equal(t, pipeResult{3, nil}, pipeRecv(t, res))
+		require.Equal(t, result{3, nil}, await(t, "the ReadContext", res))
 		pipeCheckNoLeak(t, pool, r, w)
 	})
 
@@ -999,13 +953,13 @@ func TestPipeContext(t *testing.T) {
 			data := pipeRandomData(3000, 9)
 			ctx, end, cancel := start()
 			defer cancel()
-			res := pipeAsync(func() (int, error) { return w.WriteContext(ctx, data) })
+			res := async(func() (int, error) { return w.WriteContext(ctx, data) })
 			if !deadline {
 				waitWaiters(t, pool, 1)
-				pipeNotDone(t, res)
+				require.True(t, stillRunning(res), "the call returned while it should wait")
 			}
 			end()
-			require.Equal(t, pipeResult{1000, wantErr}, pipeRecv(t, res),
+			require.Equal(t, result{1000, wantErr}, await(t, "the blocked WriteContext", res),
 				"WriteContext returns the bytes already buffered")
 			require.Equal(t, 0, pool.Stats().Waiters)
 			require.NoError(t, w.Close())
@@ -1021,15 +975,15 @@ func TestPipeContext(t *testing.T) {
 			data := pipeRandomData(5*bs+100, 10)
 			ctx, end, cancel := start()
 			defer cancel()
-			res := pipeAsync(func() (int, error) { return w.WriteContext(ctx, data) })
+			res := async(func() (int, error) { return w.WriteContext(ctx, data) })
 			if !deadline {
 				waitWaiters(t, pool, 1)
-				pipeNotDone(t, res)
+				require.True(t, stillRunning(res), "the call returned while it should wait")
 			}
 			end()
-			got := pipeRecv(t, res)
+			got := await(t, "the blocked WriteContext", res)
 			require.Equal(t, wantErr, got.err)
-			require.Equal(t, blocks*bs, got.n, "WriteContext filled the pool before it waited")
+			require.Equal(t, int64(blocks*bs), got.n, "WriteContext filled the pool before it waited")
 			require.Equal(t, 0, pool.Stats().Waiters)
 			require.Equal(t, blocks, pool.Stats().BlocksInUse)
 			require.NoError(t, w.Close())
@@ -1046,13 +1000,13 @@ func TestPipeContext(t *testing.T) {
 			r, w := pool.NewPipe(0)
 			ctx, end, cancel := start()
 			defer cancel()
-			res := pipeAsync(func() (int, error) { return w.WriteContext(ctx, []byte("waits")) })
+			res := async(func() (int, error) { return w.WriteContext(ctx, []byte("waits")) })
 			if !deadline {
 				waitWaiters(t, pool, 1)
-				pipeNotDone(t, res)
+				require.True(t, stillRunning(res), "the call returned while it should wait")
 			}
 			end()
-			require.Equal(t, pipeResult{0, wantErr}, pipeRecv(t, res))
+			require.Equal(t, result{0, wantErr}, await(t, "the blocked WriteContext", res))
 			require.Equal(t, 0, pool.Stats().Waiters)
 			require.Equal(t, 2, pool.Stats().BlocksInUse)
 			hog.Free()
