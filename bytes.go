@@ -80,7 +80,7 @@ func (p *BytesPool) NewBytes(maxLen int) *Bytes {
 // newHeader makes a Bytes for the header pool and registers, once for the
 // header's whole life, the cleanup that reclaims a forgotten one.
 func (p *BytesPool) newHeader() any {
-	st := &state{c: chain{pool: p}, closed: true}
+	st := &state{c: chain{pool: p, shard: p.newShard()}, closed: true}
 	b := &Bytes{st: st}
 	runtime.AddCleanup(b, (*state).reclaim, st)
 	return b
@@ -361,7 +361,7 @@ func (b *Bytes) ReadFrom(r io.Reader) (int64, error) {
 					break
 				}
 			}
-			blk = c.pool.getBlock()
+			blk = c.pool.getBlock(c.shard)
 			continue // the limit may have changed while we waited
 		}
 
@@ -386,7 +386,7 @@ func (b *Bytes) ReadFrom(r io.Reader) (int64, error) {
 		}
 	}
 	if blk != noBlock {
-		c.pool.freeBlock(blk)
+		c.pool.freeBlock(blk, c.shard)
 	}
 	st.mu.Unlock()
 	runtime.KeepAlive(b)

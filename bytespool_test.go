@@ -984,3 +984,71 @@ func TestZeroAllocs(t *testing.T) {
 		}
 	})
 }
+
+func TestShardsFor(t *testing.T) {
+	for procs, want := range map[int]int{1: 1, 2: 2, 3: 4, 4: 4, 5: 8, 8: 8, 9: 8, 64: 8} {
+		assert.Equal(t, want, shardsFor(procs), "shardsFor(%d)", procs)
+	}
+}
+
+// TestShards checks that a Bytes gets back the blocks its home shard
+// freed, and that a writer whose home shard is empty takes free blocks from
+// the other shards: shards decide which free block a writer gets, never
+// whether it gets one.
+func TestShards(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	const bs = 64
+	p := testPool(t, 4*bs, bs)
+	require.Equal(t, 3, p.shardMask)
+
+	// Four Bytes with four different home shards each take one block
+	// and free it into their own shard.
+	var bufs [4]*Bytes
+	homes := map[int]bool{}
+	blockOf := map[int]uint32{} // home shard -> the block it last freed
+	for i := range bufs {
+		bufs[i] = p.NewBytes(0)
+		st := bufs[i].st
+		homes[st.c.shard] = true
+		_, err := bufs[i].Write(bytes.Repeat([]byte{byte(i)}, bs))
+		require.NoError(t, err)
+		blockOf[st.c.shard] = st.c.ext[st.c.first].blk
+	}
+	require.Len(t, homes, 4, "four Bytes made in a row have four home shards")
+	for _, b := range bufs {
+		var out [bs]byte
+		n, err := b.Read(out[:])
+		require.NoError(t, err)
+		require.Equal(t, bs, n)
+	}
+	assert.Equal(t, 0, p.Stats().BlocksInUse)
+
+	// Each gets its own shard's block back.
+	for _, b := range bufs {
+		_, err := b.Write([]byte{1})
+		require.NoError(t, err)
+		st := b.st
+		assert.Equal(t, blockOf[st.c.shard], st.c.ext[st.c.first].blk, "shard %d", st.c.shard)
+		b.Reset()
+	}
+
+	// One writer needs all four blocks, one from each shard, and must
+	// not wait for them.
+	big := make([]byte, 4*bs)
+	for i := range big {
+		big[i] = byte(i)
+	}
+	var err error
+	within(t, "a write of every block of the pool", func() {
+		_, err = bufs[0].Write(big)
+	})
+	require.NoError(t, err)
+	assert.Equal(t, 4, p.Stats().BlocksInUse)
+	got, err := io.ReadAll(bufs[0])
+	require.NoError(t, err)
+	assert.Equal(t, big, got)
+	assert.Equal(t, 4, p.Stats().BlocksAllocated, "no block carved twice")
+	for _, b := range bufs {
+		b.Free()
+	}
+}

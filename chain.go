@@ -31,6 +31,7 @@ type extent struct {
 //     block in an extent is written only through that extent's room.
 type chain struct {
 	pool  *BytesPool
+	shard int // the home shard of the pool's free rings (see BytesPool.rings)
 	ext   []extent
 	first int
 	n     int
@@ -85,7 +86,7 @@ func write[T bytesOrString](c *chain, p T, fresh int) {
 	var idx [16]uint32
 	for fresh > 0 {
 		batch := idx[:min(fresh, len(idx))]
-		c.pool.getBlocks(batch)
+		c.pool.getBlocks(batch, c.shard)
 		for _, i := range batch {
 			k := copy(c.pool.arena.Block(i), p)
 			c.push(extent{blk: i, end: uint32(k)})
@@ -137,7 +138,7 @@ func (c *chain) readBlock(mu *sync.Mutex, r io.Reader, blk uint32, limit int) (i
 	n, err := r.Read(c.pool.arena.Block(blk)[:limit])
 	mu.Lock()
 	if n < 0 || n > limit {
-		c.pool.freeBlock(blk)
+		c.pool.freeBlock(blk, c.shard)
 		mu.Unlock()
 		panic(fmt.Sprintf("bytespool: ReadFrom: reader returned count %d for a buffer of %d bytes", n, limit))
 	}
@@ -148,7 +149,7 @@ func (c *chain) readBlock(mu *sync.Mutex, r io.Reader, blk uint32, limit int) (i
 // and returns their blocks to the pool.
 func (c *chain) read(p []byte) int {
 	n := 0
-	f := freer{pool: c.pool}
+	f := freer{pool: c.pool, shard: c.shard}
 	for n < len(p) && c.first < len(c.ext) {
 		e := &c.ext[c.first]
 		k := copy(p[n:], c.pool.arena.Block(e.blk)[e.off:e.end])
@@ -173,7 +174,7 @@ func (c *chain) readByte() byte {
 	e.off++
 	c.n--
 	if e.off == e.end {
-		c.pool.freeBlock(e.blk)
+		c.pool.freeBlock(e.blk, c.shard)
 		c.first++
 		c.compact()
 	}
@@ -191,7 +192,7 @@ func (c *chain) compact() {
 
 // reset drops every extent.
 func (c *chain) reset() {
-	f := freer{pool: c.pool}
+	f := freer{pool: c.pool, shard: c.shard}
 	for _, e := range c.ext[c.first:] {
 		f.add(e.blk)
 	}
@@ -309,7 +310,7 @@ func (c *chain) settle(sc *writeToScratch, n int64, keep bool) int {
 	for _, e := range sc.out {
 		detached += int(e.end - e.off)
 	}
-	f := freer{pool: c.pool}
+	f := freer{pool: c.pool, shard: c.shard}
 	rest := sc.out
 	for len(rest) > 0 && n >= int64(rest[0].end-rest[0].off) {
 		n -= int64(rest[0].end - rest[0].off)

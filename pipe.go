@@ -74,7 +74,7 @@ func (p *BytesPool) NewPipe(maxBuffered int) (*PipeReader, *PipeWriter) {
 	if maxBuffered < 0 {
 		panic(fmt.Sprintf("bytespool: NewPipe: maxBuffered must not be negative, got %d", maxBuffered))
 	}
-	pp := &pipe{c: chain{pool: p}, max: maxBuffered}
+	pp := &pipe{c: chain{pool: p, shard: p.newShard()}, max: maxBuffered}
 	if maxBuffered > 0 {
 		// Room for as many extents as the bound allows: a partial
 		// block at each end and full ones between.
@@ -234,7 +234,7 @@ func (w *PipeWriter) ReadFrom(r io.Reader) (int64, error) {
 		if limit <= 0 || (blk == noBlock && !pp.mayTakeBlock()) {
 			if blk != noBlock {
 				// Do not sit on a block while the reader catches up.
-				c.pool.freeBlock(blk)
+				c.pool.freeBlock(blk, c.shard)
 				blk = noBlock
 			}
 			err = pp.wait(context.Background(), &pp.space, pp.space.Prepare())
@@ -253,7 +253,7 @@ func (w *PipeWriter) ReadFrom(r io.Reader) (int64, error) {
 					break
 				}
 			}
-			blk = c.pool.getBlock()
+			blk = c.pool.getBlock(c.shard)
 			err = pp.writeErr()
 			continue
 		}
@@ -276,7 +276,7 @@ func (w *PipeWriter) ReadFrom(r io.Reader) (int64, error) {
 		}
 	}
 	if blk != noBlock {
-		c.pool.freeBlock(blk)
+		c.pool.freeBlock(blk, c.shard)
 	}
 	pp.mu.Unlock()
 	return total, err
