@@ -201,7 +201,7 @@ func bytesWrite[T bytesOrString](b *Bytes, ctx context.Context, p T) (int, error
 	st.mu.Lock()
 	need, err := st.admit(n)
 	for err == nil {
-		if need > 0 && !st.c.pool.sema.TryAcquire(uint64(need)) {
+		if need > 0 && !st.c.pool.sema.TryAcquire(uint64(need), st.c.shard) {
 			if err = st.waitBlocks(ctx, need, n); err != nil {
 				break
 			}
@@ -211,7 +211,7 @@ func bytesWrite[T bytesOrString](b *Bytes, ctx context.Context, p T) (int, error
 				st.c.release(need - now)
 				need = now
 			} else if now > need {
-				if !st.c.pool.sema.TryAcquire(uint64(now - need)) {
+				if !st.c.pool.sema.TryAcquire(uint64(now-need), st.c.shard) {
 					// Give the blocks back rather than hold them
 					// while waiting for more, and queue again.
 					st.c.release(need)
@@ -356,7 +356,7 @@ func (b *Bytes) ReadFrom(r io.Reader) (int64, error) {
 				}
 				break
 			}
-			if !c.pool.sema.TryAcquire(1) {
+			if !c.pool.sema.TryAcquire(1, c.shard) {
 				if err = st.waitBlocks(context.Background(), 1, 0); err != nil {
 					break
 				}

@@ -92,9 +92,9 @@ type BytesPool struct {
 	zero      bool
 
 	// sema counts the blocks that may still be handed out, out of
-	// capacity. A writer reserves every block it needs here before it
-	// takes any from the rings, so it never holds some while waiting for
-	// the rest.
+	// capacity, spread over the same shards as the rings. A writer
+	// reserves every block it needs here before it takes any from the
+	// rings, so it never holds some while waiting for the rest.
 	sema park.Sema
 
 	// rings[k][s] holds the free blocks of slab k that were freed into
@@ -194,7 +194,7 @@ func makePool(cfg Config, memName, blockName string) (*BytesPool, string) {
 	} else {
 		p.addRing(0)
 	}
-	p.sema.Init(uint64(p.capacity))
+	p.sema.Init(uint64(p.capacity), p.shardMask+1)
 	p.headers.New = p.newHeader
 	return p, ""
 }
@@ -205,7 +205,7 @@ func makePool(cfg Config, memName, blockName string) (*BytesPool, string) {
 type Stats struct {
 	BlockSize       int
 	BlocksTotal     int // capacity in blocks (0 when unlimited)
-	BlocksInUse     int // blocks held by Bytes and pipes, or reserved by a writer about to fill them
+	BlocksInUse     int // blocks held by Bytes and pipes, or reserved by a writer about to fill them or by the first writer in the wait queue
 	BlocksAllocated int // blocks carved from the arena so far (memory touched = this × BlockSize)
 	Waiters         int // goroutines parked waiting for blocks or for pipe data or space
 
@@ -355,7 +355,7 @@ func (p *BytesPool) putBlocks(idx []uint32, shard int) {
 func (p *BytesPool) freeBlock(i uint32, shard int) {
 	one := [1]uint32{i}
 	p.putBlocks(one[:], shard)
-	p.sema.Release(1)
+	p.sema.Release(1, shard)
 }
 
 // freer gives blocks back to the pool in batches: one PushN per run and one
@@ -390,6 +390,6 @@ func (f *freer) done() {
 		f.flush()
 	}
 	if f.total > 0 {
-		f.pool.sema.Release(uint64(f.total))
+		f.pool.sema.Release(uint64(f.total), f.shard)
 	}
 }

@@ -205,7 +205,7 @@ func (c *chain) reset() {
 // release returns the reservations of n blocks already pushed to the rings.
 func (c *chain) release(n int) {
 	if n > 0 {
-		c.pool.sema.Release(uint64(n))
+		c.pool.sema.Release(uint64(n), c.shard)
 	}
 }
 

@@ -182,7 +182,7 @@ func pipeWrite[T bytesOrString](w *PipeWriter, ctx context.Context, p T) (int, e
 		if most := max(1, c.pool.capacity-c.held()); need > most {
 			chunk, need = c.room()+most*bs, most
 		}
-		if need > 0 && !c.pool.sema.TryAcquire(uint64(need)) {
+		if need > 0 && !c.pool.sema.TryAcquire(uint64(need), c.shard) {
 			q := c.pool.sema.Enqueue(uint64(need), pp)
 			pp.mu.Unlock()
 			err = c.pool.sema.Wait(ctx, q)
@@ -244,7 +244,7 @@ func (w *PipeWriter) ReadFrom(r io.Reader) (int64, error) {
 			continue
 		}
 		if blk == noBlock {
-			if !c.pool.sema.TryAcquire(1) {
+			if !c.pool.sema.TryAcquire(1, c.shard) {
 				q := c.pool.sema.Enqueue(1, pp)
 				pp.mu.Unlock()
 				err = c.pool.sema.Wait(context.Background(), q)

@@ -8,37 +8,46 @@ import (
 	"go.uber.org/atomic"
 )
 
-// waitBit marks Sema.state while the wait queue is non-empty. The low 63
-// bits count available units.
-const waitBit = 1 << 63
-
-// Sema is a counting semaphore whose waiters are served in arrival order.
+// Sema is a counting semaphore whose waiters are served in arrival order,
+// with its count spread over shards so that cores that use different
+// shards do not contend on one word.
 //
-// Fast path: with nobody queued, TryAcquire takes n units with one CAS on
-// state and Release returns them with one Add. The slow path is a FIFO queue
-// of waiter nodes under mu; each node sleeps on its own Event, so a release
+// Fast path: with nobody queued, TryAcquire takes n units from the
+// caller's shard with one CAS, and Release returns them to the caller's
+// shard with one Add and one load of queued. A TryAcquire that finds too
+// few units in its shard gathers them from the others, and gives back what
+// it gathered if the total falls short. The slow path is a FIFO queue of
+// waiter nodes under mu; each node sleeps on its own Event, so a release
 // wakes exactly the waiters it satisfies and nobody else.
 //
-// Fairness: while the queue is non-empty, waitBit is set in state and
-// TryAcquire fails, so a newcomer queues behind the waiters instead of taking
-// units they are waiting for. Units are handed to waiters strictly in queue
-// order: a large request at the head holds back smaller ones behind it (as
-// golang.org/x/sync/semaphore does), so it cannot be starved.
+// Fairness: while the queue is non-empty, queued is set and TryAcquire
+// fails, so a newcomer queues behind the waiters instead of taking units
+// they are waiting for. Units are handed to waiters strictly in queue
+// order: the head collects units from the shards as they come back (in
+// got) until it has all it needs, and nobody behind it is served before.
+// So a large request at the head holds back smaller ones behind it (as
+// golang.org/x/sync/semaphore does) and cannot be starved.
 //
-// Why a release is never lost: a queuing Acquire sets waitBit and then tries
-// to grant, both under mu; Release adds its units and then looks at waitBit.
-// If Release's Add comes first, the grant under mu sees the units; otherwise
-// Release sees waitBit and grants under mu itself. Units only leave state by
-// CAS, either on the fast path (waitBit clear) or under mu (grantLocked), so
-// a grant never hands out units that are not there.
+// Why a release is never lost: a queuing Acquire stores queued and then
+// collects units from every shard, both under mu; Release adds its units
+// and then loads queued. All are sequentially consistent atomics, so
+// either the collection sees the units (the Add came first), or Release
+// sees queued and collects for the waiters under mu itself. The same holds
+// for the units a failed gather gives back, which go through Release.
+// Units only leave the counts by CAS, and never below zero, so nobody is
+// handed units that are not there.
 //
-// A waiter that gives up (its context ends, or Abort names its owner) leaves
-// the queue under mu and then runs grantLocked again, so the waiters behind a
-// cancelled head are not held back by it.
+// A waiter that gives up (its context ends, or Abort names its owner)
+// leaves the queue under mu, returns the units it had collected, and then
+// grantLocked runs again, so the waiters behind a cancelled head are not
+// held back by it.
 type Sema struct {
-	_     [64]byte // keep state off the cache line of whatever precedes the Sema
-	state atomic.Uint64
-	_     [56]byte // and off the line of the slow-path fields below
+	_      [64]byte // keep queued off the cache line of whatever precedes the Sema
+	queued atomic.Uint32
+	_      [60]byte // and off the lines of the fields below
+
+	counts []count // available units, by shard; len(counts) == mask+1
+	mask   int
 
 	waiting atomic.Int32 // nodes in the queue, for Stats
 	waits   atomic.Uint64
@@ -49,14 +58,21 @@ type Sema struct {
 	spare      *waiter // recycled nodes (a stack through next), guarded by mu
 }
 
+// count is one shard's available units, alone on its cache line.
+type count struct {
+	n atomic.Uint64
+	_ [56]byte
+}
+
 // waiter is one queued Acquire. Nodes are recycled, so a steady state of
 // blocking writers allocates nothing.
 type waiter struct {
 	ev    Event
 	state atomic.Uint32 // pending, granted or aborted; written under Sema.mu
 	need  uint64
-	owner any   // what Abort matches against
-	err   error // why the wait was aborted
+	got   uint64 // units collected so far, while at the head; guarded by Sema.mu
+	owner any    // what Abort matches against
+	err   error  // why the wait was aborted
 	start time.Time
 
 	prev, next *waiter
@@ -68,17 +84,34 @@ const (
 	aborted
 )
 
-// Init sets the number of available units. It must be called before any
-// other method, and at most once.
-func (s *Sema) Init(n uint64) {
-	if n >= waitBit {
+// Init sets the number of available units, and spreads them over shards
+// shards, a power of two; callers name their shard in TryAcquire and
+// Release. It must be called before any other method, and at most once.
+func (s *Sema) Init(n uint64, shards int) {
+	if shards < 1 || shards&(shards-1) != 0 {
+		panic("park: shards must be a power of two")
+	}
+	if n >= 1<<63 {
 		panic("park: semaphore size out of range")
 	}
-	s.state.Store(n)
+	s.counts = make([]count, shards)
+	s.mask = shards - 1
+	per := n / uint64(shards)
+	for i := range s.counts {
+		s.counts[i].n.Store(per)
+	}
+	s.counts[0].n.Add(n - per*uint64(shards))
 }
 
-// Available returns the units not held by anyone: a snapshot.
-func (s *Sema) Available() uint64 { return s.state.Load() &^ waitBit }
+// Available returns the units not held by anyone: a snapshot, summed over
+// the shards one by one.
+func (s *Sema) Available() uint64 {
+	var n uint64
+	for i := range s.counts {
+		n += s.counts[i].n.Load()
+	}
+	return n
+}
 
 // Waiting returns the number of queued Acquire calls: a snapshot.
 func (s *Sema) Waiting() int { return int(s.waiting.Load()) }
@@ -88,22 +121,61 @@ func (s *Sema) Waits() (uint64, time.Duration) {
 	return s.waits.Load(), time.Duration(s.waitNs.Load())
 }
 
-// TryAcquire takes n units if they are available and nobody is queued.
-func (s *Sema) TryAcquire(n uint64) bool {
+// TryAcquire takes n units, from shard first, if they are available and
+// nobody is queued.
+func (s *Sema) TryAcquire(n uint64, shard int) bool {
+	if s.queued.Load() != 0 {
+		return false
+	}
+	c := &s.counts[shard&s.mask].n
 	for {
-		v := s.state.Load()
-		if v&waitBit != 0 || v < n {
-			return false
+		v := c.Load()
+		if v < n {
+			break
 		}
-		if s.state.CompareAndSwap(v, v-n) {
+		if c.CompareAndSwap(v, v-n) {
 			return true
 		}
 	}
+	if s.mask == 0 {
+		return false
+	}
+	got := s.collect(n, shard)
+	if got == n {
+		return true
+	}
+	if got > 0 {
+		s.Release(got, shard)
+	}
+	return false
 }
 
-// Release returns n units and wakes the queued waiters they satisfy.
-func (s *Sema) Release(n uint64) {
-	if s.state.Add(n)&waitBit == 0 {
+// collect takes up to n units from the shards, shard first, and returns
+// how many it took.
+func (s *Sema) collect(n uint64, shard int) uint64 {
+	var got uint64
+	for i := 0; i <= s.mask && got < n; i++ {
+		c := &s.counts[(shard+i)&s.mask].n
+		for {
+			v := c.Load()
+			k := min(v, n-got)
+			if k == 0 {
+				break
+			}
+			if c.CompareAndSwap(v, v-k) {
+				got += k
+				break
+			}
+		}
+	}
+	return got
+}
+
+// Release returns n units to shard and wakes the queued waiters they
+// satisfy.
+func (s *Sema) Release(n uint64, shard int) {
+	s.counts[shard&s.mask].n.Add(n)
+	if s.queued.Load() == 0 {
 		return
 	}
 	s.mu.Lock()
@@ -119,7 +191,7 @@ func (s *Sema) Release(n uint64) {
 // The caller must make sure n can ever be satisfied (n <= the size given to
 // Init); otherwise Acquire waits until ctx ends.
 func (s *Sema) Acquire(ctx context.Context, n uint64, owner any) error {
-	if s.TryAcquire(n) {
+	if s.TryAcquire(n, 0) {
 		return nil
 	}
 	return s.Wait(ctx, s.Enqueue(n, owner))
@@ -140,7 +212,7 @@ func (s *Sema) Enqueue(n uint64, owner any) Waiter {
 	} else {
 		w = new(waiter)
 	}
-	w.need, w.owner, w.err = n, owner, nil
+	w.need, w.got, w.owner, w.err = n, 0, owner, nil
 	w.start = time.Now()
 	w.state.Store(pending)
 	s.pushLocked(w)
@@ -200,7 +272,7 @@ func (s *Sema) Abort(owner any, err error) {
 	s.mu.Unlock()
 }
 
-// pushLocked appends w to the queue and sets waitBit.
+// pushLocked appends w to the queue and sets queued.
 func (s *Sema) pushLocked(w *waiter) {
 	w.prev, w.next = s.tail, nil
 	if s.tail != nil {
@@ -210,11 +282,8 @@ func (s *Sema) pushLocked(w *waiter) {
 	}
 	s.tail = w
 	s.waiting.Inc()
-	for {
-		v := s.state.Load()
-		if v&waitBit != 0 || s.state.CompareAndSwap(v, v|waitBit) {
-			return
-		}
+	if s.queued.Load() == 0 {
+		s.queued.Store(1)
 	}
 }
 
@@ -234,35 +303,33 @@ func (s *Sema) unlinkLocked(w *waiter) {
 	s.waiting.Dec()
 }
 
-// abortLocked takes a pending w out of the queue and wakes it with err.
+// abortLocked takes a pending w out of the queue, returns the units it had
+// collected and wakes it with err. The caller runs grantLocked afterwards,
+// so that those units and the place w held go to the waiters behind it.
 func (s *Sema) abortLocked(w *waiter, err error) {
 	s.unlinkLocked(w)
+	if w.got > 0 {
+		s.counts[0].n.Add(w.got)
+		w.got = 0
+	}
 	w.err = err
 	w.state.Store(aborted)
 	w.ev.Wake()
 }
 
-// grantLocked hands units to queued waiters in order, for as long as the
-// head's need is met, and clears waitBit once the queue is empty.
+// grantLocked hands units to queued waiters in order: the head collects
+// units from the shards until it has its need, and is then granted and
+// woken, and the next one becomes the head. It clears queued once the
+// queue is empty.
 func (s *Sema) grantLocked() {
 	for w := s.head; w != nil; w = s.head {
-		v := s.state.Load()
-		if v&^waitBit < w.need {
+		w.got += s.collect(w.need-w.got, 0)
+		if w.got < w.need {
 			return
-		}
-		// Only Release's Add can race with this CAS (waitBit keeps the
-		// fast path out), so retrying converges.
-		if !s.state.CompareAndSwap(v, v-w.need) {
-			continue
 		}
 		s.unlinkLocked(w)
 		w.state.Store(granted)
 		w.ev.Wake()
 	}
-	for {
-		v := s.state.Load()
-		if v&waitBit == 0 || s.state.CompareAndSwap(v, v&^waitBit) {
-			return
-		}
-	}
+	s.queued.Store(0)
 }

@@ -3,6 +3,7 @@ package park
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -37,7 +38,7 @@ func checkIdle(t *testing.T, s *Sema, size uint64) {
 	t.Helper()
 	assert.Equal(t, size, s.Available())
 	assert.Equal(t, 0, s.Waiting())
-	assert.Equal(t, size, s.state.Load(), "the wait bit is clear once the queue is empty")
+	assert.Equal(t, uint32(0), s.queued.Load(), "queued is clear once the queue is empty")
 	s.mu.Lock()
 	assert.Nil(t, s.head)
 	assert.Nil(t, s.tail)
@@ -46,40 +47,81 @@ func checkIdle(t *testing.T, s *Sema, size uint64) {
 
 func TestSemaInit(t *testing.T) {
 	var s Sema
-	s.Init(0)
+	s.Init(0, 1)
 	assert.Equal(t, uint64(0), s.Available())
-	assert.False(t, s.TryAcquire(1))
-	assert.True(t, s.TryAcquire(0))
+	assert.False(t, s.TryAcquire(1, 0))
+	assert.True(t, s.TryAcquire(0, 0))
 
 	var big Sema
-	big.Init(waitBit - 1)
-	assert.Equal(t, uint64(waitBit-1), big.Available())
-	assert.PanicsWithValue(t, "park: semaphore size out of range", func() {
-		var s Sema
-		s.Init(waitBit)
-	})
-	assert.PanicsWithValue(t, "park: semaphore size out of range", func() {
-		var s Sema
-		s.Init(^uint64(0))
-	})
+	big.Init(1<<63-1, 1)
+	assert.Equal(t, uint64(1<<63-1), big.Available())
+	for _, n := range []uint64{1 << 63, ^uint64(0)} {
+		assert.PanicsWithValue(t, "park: semaphore size out of range", func() {
+			var s Sema
+			s.Init(n, 1)
+		}, "Init(%d)", n)
+	}
+	for _, shards := range []int{0, -1, 3, 6} {
+		assert.PanicsWithValue(t, "park: shards must be a power of two", func() {
+			var s Sema
+			s.Init(1, shards)
+		}, "Init(1, %d)", shards)
+	}
+
+	var spread Sema
+	spread.Init(10, 4)
+	assert.Equal(t, uint64(10), spread.Available())
+	for i, want := range []uint64{4, 2, 2, 2} {
+		assert.Equal(t, want, spread.counts[i].n.Load(), "shard %d", i)
+	}
+}
+
+// TestSemaShards checks that a TryAcquire gathers units from other shards
+// when its own has too few, gives them back when all shards together have
+// too few, and that a queued waiter collects units released into any
+// shard.
+func TestSemaShards(t *testing.T) {
+	var s Sema
+	s.Init(8, 4) // 2 per shard
+	require.True(t, s.TryAcquire(2, 1))
+	assert.Equal(t, uint64(0), s.counts[1].n.Load(), "taken from its own shard")
+	require.True(t, s.TryAcquire(5, 1), "gathered from shards 2, 3 and 0")
+	assert.Equal(t, uint64(1), s.Available())
+	assert.False(t, s.TryAcquire(2, 0), "1 unit left in all")
+	assert.Equal(t, uint64(1), s.Available(), "a failed gather gives back what it took")
+	s.Release(7, 2)
+	checkIdle(t, &s, 8)
+
+	require.True(t, s.TryAcquire(8, 3))
+	ch := queue(t, &s, context.Background(), 5, nil, 1)
+	s.Release(2, 1)
+	s.Release(2, 3)
+	assert.Equal(t, 1, s.Waiting(), "granted with 4 of 5 units")
+	assert.Equal(t, uint64(0), s.Available(), "the head keeps what it collected")
+	assert.False(t, s.TryAcquire(1, 0), "a newcomer does not overtake the head")
+	s.Release(2, 0)
+	require.NoError(t, awaitErr(t, "the queued Acquire", ch))
+	assert.Equal(t, uint64(1), s.Available())
+	s.Release(5+2, 2)
+	checkIdle(t, &s, 8)
 }
 
 func TestSemaTryAcquireRelease(t *testing.T) {
 	var s Sema
-	s.Init(10)
-	assert.True(t, s.TryAcquire(4))
+	s.Init(10, 1)
+	assert.True(t, s.TryAcquire(4, 0))
 	assert.Equal(t, uint64(6), s.Available())
-	assert.False(t, s.TryAcquire(7))
+	assert.False(t, s.TryAcquire(7, 0))
 	assert.Equal(t, uint64(6), s.Available(), "a failed TryAcquire takes nothing")
-	assert.True(t, s.TryAcquire(6))
+	assert.True(t, s.TryAcquire(6, 0))
 	assert.Equal(t, uint64(0), s.Available())
-	assert.False(t, s.TryAcquire(1))
-	s.Release(3)
+	assert.False(t, s.TryAcquire(1, 0))
+	s.Release(3, 0)
 	assert.Equal(t, uint64(3), s.Available())
-	s.Release(7)
+	s.Release(7, 0)
 	assert.Equal(t, uint64(10), s.Available())
-	assert.True(t, s.TryAcquire(10))
-	s.Release(10)
+	assert.True(t, s.TryAcquire(10, 0))
+	s.Release(10, 0)
 	checkIdle(t, &s, 10)
 	n, _ := s.Waits()
 	assert.Equal(t, uint64(0), n, "no call waited")
@@ -87,12 +129,12 @@ func TestSemaTryAcquireRelease(t *testing.T) {
 
 func TestSemaAcquireFastPath(t *testing.T) {
 	var s Sema
-	s.Init(5)
+	s.Init(5, 1)
 	within(t, "Acquire with units free", func() {
 		assert.NoError(t, s.Acquire(context.Background(), 5, nil))
 	})
 	assert.Equal(t, uint64(0), s.Available())
-	s.Release(5)
+	s.Release(5, 0)
 	n, _ := s.Waits()
 	assert.Equal(t, uint64(0), n)
 	checkIdle(t, &s, 5)
@@ -102,18 +144,17 @@ func TestSemaAcquireFastPath(t *testing.T) {
 // newcomer must not take what the head of the queue is waiting for.
 func TestSemaNewcomerDoesNotOvertake(t *testing.T) {
 	var s Sema
-	s.Init(10)
-	require.True(t, s.TryAcquire(8))
+	s.Init(10, 1)
+	require.True(t, s.TryAcquire(8, 0))
 	ch := queue(t, &s, context.Background(), 5, nil, 1)
-	assert.Equal(t, uint64(2), s.Available())
-	assert.False(t, s.TryAcquire(1), "TryAcquire overtook a queued waiter")
-	assert.Equal(t, uint64(2), s.Available())
+	assert.Equal(t, uint64(0), s.Available(), "the head has collected the 2 free units")
+	assert.False(t, s.TryAcquire(1, 0), "TryAcquire overtook a queued waiter")
 
-	s.Release(8)
+	s.Release(8, 0)
 	assert.NoError(t, awaitErr(t, "the queued Acquire", ch))
 	assert.Equal(t, uint64(5), s.Available())
-	assert.True(t, s.TryAcquire(1), "the queue is empty again")
-	s.Release(6)
+	assert.True(t, s.TryAcquire(1, 0), "the queue is empty again")
+	s.Release(6, 0)
 	checkIdle(t, &s, 10)
 	n, d := s.Waits()
 	assert.Equal(t, uint64(1), n)
@@ -122,8 +163,8 @@ func TestSemaNewcomerDoesNotOvertake(t *testing.T) {
 
 func TestSemaFIFO(t *testing.T) {
 	var s Sema
-	s.Init(10)
-	require.True(t, s.TryAcquire(10))
+	s.Init(10, 1)
+	require.True(t, s.TryAcquire(10, 0))
 	needs := []uint64{5, 3, 1, 1}
 	chs := make([]<-chan error, len(needs))
 	for i, n := range needs {
@@ -147,33 +188,33 @@ func TestSemaFIFO(t *testing.T) {
 		assert.Equal(t, done, granted())
 	}
 
-	s.Release(1) // 1 free: the head needs 5; the 1-unit waiter behind must not go
+	s.Release(1, 0) // 1 free: the head needs 5; the 1-unit waiter behind must not go
 	expect(4)
-	s.Release(3) // 4 free
+	s.Release(3, 0) // 4 free
 	expect(4)
-	s.Release(1) // 5 free: the head goes, 0 left
+	s.Release(1, 0) // 5 free: the head goes, 0 left
 	expect(3, 0)
-	s.Release(3) // the second (3) goes
+	s.Release(3, 0) // the second (3) goes
 	expect(2, 0, 1)
-	s.Release(2) // the third and the fourth (1 each) go, 0 left
+	s.Release(2, 0) // the third and the fourth (1 each) go, 0 left
 	expect(0, 0, 1, 2, 3)
 	assert.Equal(t, uint64(0), s.Available())
 	for i, ch := range chs {
 		assert.NoError(t, <-ch, "waiter %d", i)
 	}
-	s.Release(5 + 3 + 1 + 1)
+	s.Release(5+3+1+1, 0)
 	checkIdle(t, &s, 10)
 }
 
 func TestSemaCancelledHeadLetsNextGo(t *testing.T) {
 	var s Sema
-	s.Init(10)
-	require.True(t, s.TryAcquire(10))
+	s.Init(10, 1)
+	require.True(t, s.TryAcquire(10, 0))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	a := queue(t, &s, ctx, 8, nil, 1)
 	b := queue(t, &s, context.Background(), 1, nil, 2)
-	s.Release(1)
+	s.Release(1, 0)
 	assert.Equal(t, 2, s.Waiting(), "B overtook A")
 	assert.Len(t, b, 0)
 
@@ -182,14 +223,14 @@ func TestSemaCancelledHeadLetsNextGo(t *testing.T) {
 	assert.NoError(t, awaitErr(t, "B, once A gave up", b))
 	assert.Equal(t, 0, s.Waiting())
 	assert.Equal(t, uint64(0), s.Available(), "A holds nothing, B holds 1")
-	s.Release(9 + 1)
+	s.Release(9+1, 0)
 	checkIdle(t, &s, 10)
 }
 
 func TestSemaCancelledMiddleWaiter(t *testing.T) {
 	var s Sema
-	s.Init(4)
-	require.True(t, s.TryAcquire(4))
+	s.Init(4, 1)
+	require.True(t, s.TryAcquire(4, 0))
 	ctx, cancel := context.WithCancel(context.Background())
 	a := queue(t, &s, context.Background(), 2, nil, 1)
 	b := queue(t, &s, ctx, 2, nil, 2)
@@ -197,18 +238,18 @@ func TestSemaCancelledMiddleWaiter(t *testing.T) {
 	cancel()
 	assert.ErrorIs(t, awaitErr(t, "B", b), context.Canceled)
 	assert.Equal(t, 2, s.Waiting())
-	s.Release(4)
+	s.Release(4, 0)
 	assert.NoError(t, awaitErr(t, "A", a))
 	assert.NoError(t, awaitErr(t, "C", c))
 	assert.Equal(t, uint64(0), s.Available())
-	s.Release(4)
+	s.Release(4, 0)
 	checkIdle(t, &s, 4)
 }
 
 func TestSemaDeadline(t *testing.T) {
 	var s Sema
-	s.Init(3)
-	require.True(t, s.TryAcquire(3))
+	s.Init(3, 1)
+	require.True(t, s.TryAcquire(3, 0))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	var err error
@@ -216,7 +257,7 @@ func TestSemaDeadline(t *testing.T) {
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Equal(t, 0, s.Waiting())
 	assert.Equal(t, uint64(0), s.Available())
-	s.Release(3)
+	s.Release(3, 0)
 	checkIdle(t, &s, 3)
 
 	// A done context does not stop an Acquire that need not wait.
@@ -226,14 +267,14 @@ func TestSemaDeadline(t *testing.T) {
 	// But one that would wait returns its error at once.
 	within(t, "Acquire with a done context", func() { err = s.Acquire(done, 2, nil) })
 	assert.ErrorIs(t, err, context.Canceled)
-	s.Release(2)
+	s.Release(2, 0)
 	checkIdle(t, &s, 3)
 }
 
 func TestSemaAbort(t *testing.T) {
 	var s Sema
-	s.Init(10)
-	require.True(t, s.TryAcquire(6)) // 4 free
+	s.Init(10, 1)
+	require.True(t, s.TryAcquire(6, 0)) // 4 free
 	x, y := new(int), new(int)
 	a := queue(t, &s, context.Background(), 5, x, 1)
 	b := queue(t, &s, context.Background(), 3, y, 2) // would fit, but queues behind A
@@ -250,10 +291,10 @@ func TestSemaAbort(t *testing.T) {
 	assert.NoError(t, awaitErr(t, "B", b))
 	assert.Equal(t, 1, s.Waiting())
 	assert.Len(t, d, 0)
-	assert.Equal(t, uint64(1), s.Available())
-	s.Release(1) // one of the 6 the test holds
+	assert.Equal(t, uint64(0), s.Available(), "D has collected the 1 free unit")
+	s.Release(1, 0) // one of the 6 the test holds
 	assert.NoError(t, awaitErr(t, "D", d))
-	s.Release(5 + 3 + 2)
+	s.Release(5+3+2, 0)
 	checkIdle(t, &s, 10)
 
 	// Abort with nobody queued is harmless.
@@ -270,12 +311,24 @@ func TestSemaStress(t *testing.T) {
 		iters = 200
 	}
 	withProcs(t, func(t *testing.T) {
+		for _, shards := range []int{1, 4} {
+			t.Run(fmt.Sprintf("shards=%d", shards), func(t *testing.T) {
+				stressSema(t, shards, iters)
+			})
+		}
+	})
+}
+
+// stressSema is TestSemaStress over a Sema of shards shards; each worker
+// takes from and releases into its own shard, as the pool's writers do.
+func stressSema(t *testing.T, shards, iters int) {
+	{
 		const (
 			size    = 20
 			workers = 16
 		)
 		var s Sema
-		s.Init(size)
+		s.Init(size, shards)
 		var held atomic.Int64
 		owners := make([]*int, workers)
 		for i := range owners {
@@ -312,7 +365,10 @@ func TestSemaStress(t *testing.T) {
 					if rng.IntN(3) != 0 {
 						ctx, cancel = context.WithTimeout(ctx, time.Duration(rng.IntN(300))*time.Microsecond)
 					}
-					err := s.Acquire(ctx, n, owners[g])
+					var err error
+					if !s.TryAcquire(n, g) {
+						err = s.Wait(ctx, s.Enqueue(n, owners[g]))
+					}
 					cancel()
 					switch {
 					case err == nil:
@@ -324,7 +380,7 @@ func TestSemaStress(t *testing.T) {
 							time.Sleep(time.Duration(rng.IntN(50)) * time.Microsecond)
 						}
 						held.Sub(int64(n))
-						s.Release(n)
+						s.Release(n, g)
 					case errors.Is(err, context.DeadlineExceeded):
 						cancels.Inc()
 					case errors.Is(err, errAbort):
@@ -344,15 +400,15 @@ func TestSemaStress(t *testing.T) {
 		assert.Positive(t, grants.Load())
 		assert.Equal(t, int64(0), held.Load())
 		checkIdle(t, &s, size)
-	})
+	}
 }
 
 // Enqueue joins the queue at once, so an Abort between Enqueue and Wait is
 // not missed: Wait then returns the Abort's error without waiting.
 func TestSemaAbortBetweenEnqueueAndWait(t *testing.T) {
 	var s Sema
-	s.Init(4)
-	require.True(t, s.TryAcquire(4))
+	s.Init(4, 1)
+	require.True(t, s.TryAcquire(4, 0))
 	owner := new(int)
 	q := s.Enqueue(2, owner)
 	assert.Equal(t, 1, s.Waiting())
@@ -361,7 +417,7 @@ func TestSemaAbortBetweenEnqueueAndWait(t *testing.T) {
 	var err error
 	within(t, "Wait after Abort", func() { err = s.Wait(context.Background(), q) })
 	assert.ErrorIs(t, err, errAbort)
-	s.Release(4)
+	s.Release(4, 0)
 	checkIdle(t, &s, 4)
 
 	// Units free at Enqueue time are granted by Enqueue itself.
@@ -372,6 +428,6 @@ func TestSemaAbortBetweenEnqueueAndWait(t *testing.T) {
 	assert.NoError(t, err)
 	s.Abort(owner, errAbort) // too late: the units stay granted
 	assert.Equal(t, uint64(1), s.Available())
-	s.Release(3)
+	s.Release(3, 0)
 	checkIdle(t, &s, 4)
 }
