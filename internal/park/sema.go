@@ -28,7 +28,7 @@ import (
 // So a large request at the head holds back smaller ones behind it (as
 // golang.org/x/sync/semaphore does) and cannot be starved.
 //
-// Why a release is never lost: a queuing Acquire stores queued and then
+// Why a release is never lost: a waiter joining the queue stores queued and then
 // collects units from every shard, both under mu; Release adds its units
 // and then loads queued. All are sequentially consistent atomics, so
 // either the collection sees the units (the Add came first), or Release
@@ -64,7 +64,7 @@ type count struct {
 	_ [56]byte
 }
 
-// waiter is one queued Acquire. Nodes are recycled, so a steady state of
+// waiter is one place in the queue. Nodes are recycled, so a steady state of
 // blocking writers allocates nothing.
 type waiter struct {
 	ev    Event
@@ -113,10 +113,10 @@ func (s *Sema) Available() uint64 {
 	return n
 }
 
-// Waiting returns the number of queued Acquire calls: a snapshot.
+// Waiting returns the number of queued waiters: a snapshot.
 func (s *Sema) Waiting() int { return int(s.waiting.Load()) }
 
-// Waits returns how many Acquire calls had to queue, and their total time.
+// Waits returns how many waiters have queued, and their total time.
 func (s *Sema) Waits() (uint64, time.Duration) {
 	return s.waits.Load(), time.Duration(s.waitNs.Load())
 }
@@ -183,20 +183,6 @@ func (s *Sema) Release(n uint64, shard int) {
 	s.mu.Unlock()
 }
 
-// Acquire takes n units, waiting in arrival order until they are available.
-// It returns ctx.Err() if ctx ends first, or the error given to Abort for
-// owner; in both cases it holds no units. If the grant and the cancellation
-// race, the grant wins and Acquire returns nil.
-//
-// The caller must make sure n can ever be satisfied (n <= the size given to
-// Init); otherwise Acquire waits until ctx ends.
-func (s *Sema) Acquire(ctx context.Context, n uint64, owner any) error {
-	if s.TryAcquire(n, 0) {
-		return nil
-	}
-	return s.Wait(ctx, s.Enqueue(n, owner))
-}
-
 // Waiter is a place in the queue, from Enqueue until Wait returns.
 type Waiter struct{ w *waiter }
 
@@ -221,7 +207,13 @@ func (s *Sema) Enqueue(n uint64, owner any) Waiter {
 	return Waiter{w}
 }
 
-// Wait waits for the units that Enqueue asked for, as Acquire does.
+// Wait waits, in arrival order, for the units that Enqueue asked for. It
+// returns ctx.Err() if ctx ends first, or the error given to Abort for the
+// waiter's owner; in both cases the caller holds no units. If the grant and
+// the cancellation race, the grant wins and Wait returns nil.
+//
+// The caller must make sure the units can ever be granted (n <= the size
+// given to Init); otherwise Wait waits until ctx ends.
 func (s *Sema) Wait(ctx context.Context, q Waiter) error {
 	w := q.w
 	for {
@@ -257,7 +249,7 @@ func (s *Sema) Wait(ctx context.Context, q Waiter) error {
 	return err
 }
 
-// Abort makes every queued Acquire of owner return err. Those already granted
+// Abort makes every queued waiter of owner return err from Wait. Those already granted
 // keep their units.
 func (s *Sema) Abort(owner any, err error) {
 	s.mu.Lock()

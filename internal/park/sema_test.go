@@ -16,20 +16,29 @@ import (
 
 var errAbort = errors.New("test: aborted")
 
-// goAcquire starts s.Acquire(ctx, n, owner) in a goroutine.
+// acquire takes n units as the pool's writers do: from shard 0 at once if
+// it can, else by queuing and waiting.
+func acquire(s *Sema, ctx context.Context, n uint64, owner any) error {
+	if s.TryAcquire(n, 0) {
+		return nil
+	}
+	return s.Wait(ctx, s.Enqueue(n, owner))
+}
+
+// goAcquire starts acquire(s, ctx, n, owner) in a goroutine.
 func goAcquire(s *Sema, ctx context.Context, n uint64, owner any) <-chan error {
 	ch := make(chan error, 1)
-	go func() { ch <- s.Acquire(ctx, n, owner) }()
+	go func() { ch <- acquire(s, ctx, n, owner) }()
 	return ch
 }
 
-// queue starts an Acquire and waits until it is queued (Waiting()==want).
+// queue starts an acquire and waits until it is queued (Waiting()==want).
 func queue(t *testing.T, s *Sema, ctx context.Context, n uint64, owner any, want int) <-chan error {
 	t.Helper()
 	ch := goAcquire(s, ctx, n, owner)
 	require.Eventually(t, func() bool { return s.Waiting() == want || len(ch) > 0 },
 		waitTimeout, time.Millisecond)
-	require.Len(t, ch, 0, "Acquire(%d) returned instead of queuing", n)
+	require.Len(t, ch, 0, "acquire(%d) returned instead of queuing", n)
 	return ch
 }
 
@@ -100,7 +109,7 @@ func TestSemaShards(t *testing.T) {
 	assert.Equal(t, uint64(0), s.Available(), "the head keeps what it collected")
 	assert.False(t, s.TryAcquire(1, 0), "a newcomer does not overtake the head")
 	s.Release(2, 0)
-	require.NoError(t, awaitErr(t, "the queued Acquire", ch))
+	require.NoError(t, awaitErr(t, "the queued acquire", ch))
 	assert.Equal(t, uint64(1), s.Available())
 	s.Release(5+2, 2)
 	checkIdle(t, &s, 8)
@@ -130,8 +139,8 @@ func TestSemaTryAcquireRelease(t *testing.T) {
 func TestSemaAcquireFastPath(t *testing.T) {
 	var s Sema
 	s.Init(5, 1)
-	within(t, "Acquire with units free", func() {
-		assert.NoError(t, s.Acquire(context.Background(), 5, nil))
+	within(t, "acquire with units free", func() {
+		assert.NoError(t, acquire(&s, context.Background(), 5, nil))
 	})
 	assert.Equal(t, uint64(0), s.Available())
 	s.Release(5, 0)
@@ -151,7 +160,7 @@ func TestSemaNewcomerDoesNotOvertake(t *testing.T) {
 	assert.False(t, s.TryAcquire(1, 0), "TryAcquire overtook a queued waiter")
 
 	s.Release(8, 0)
-	assert.NoError(t, awaitErr(t, "the queued Acquire", ch))
+	assert.NoError(t, awaitErr(t, "the queued acquire", ch))
 	assert.Equal(t, uint64(5), s.Available())
 	assert.True(t, s.TryAcquire(1, 0), "the queue is empty again")
 	s.Release(6, 0)
@@ -253,19 +262,19 @@ func TestSemaDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	var err error
-	within(t, "Acquire with a deadline", func() { err = s.Acquire(ctx, 1, nil) })
+	within(t, "acquire with a deadline", func() { err = acquire(&s, ctx, 1, nil) })
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Equal(t, 0, s.Waiting())
 	assert.Equal(t, uint64(0), s.Available())
 	s.Release(3, 0)
 	checkIdle(t, &s, 3)
 
-	// A done context does not stop an Acquire that need not wait.
+	// A done context does not stop an acquire that need not wait.
 	done, c := context.WithCancel(context.Background())
 	c()
-	assert.NoError(t, s.Acquire(done, 2, nil))
+	assert.NoError(t, acquire(&s, done, 2, nil))
 	// But one that would wait returns its error at once.
-	within(t, "Acquire with a done context", func() { err = s.Acquire(done, 2, nil) })
+	within(t, "acquire with a done context", func() { err = acquire(&s, done, 2, nil) })
 	assert.ErrorIs(t, err, context.Canceled)
 	s.Release(2, 0)
 	checkIdle(t, &s, 3)
