@@ -120,6 +120,37 @@ func (pp *pipe) writeErr() error {
 	return nil
 }
 
+// waitSpace parks a writer until a reader makes room or an end closes. It
+// is called and returns with mu held, and returns why the writer can no
+// longer write, if it cannot.
+func (pp *pipe) waitSpace(ctx context.Context) error {
+	if err := pp.wait(ctx, &pp.space, pp.space.Prepare()); err != nil {
+		return err
+	}
+	return pp.writeErr()
+}
+
+// reserve reserves need blocks in the pool for a writer, queuing for them
+// with mu unlocked if they are not free, and reports whether it queued. It
+// is called and returns with mu held. On error it holds no reservation: an
+// end that closed while the writer queued gives the blocks back.
+func (pp *pipe) reserve(ctx context.Context, need int) (waited bool, err error) {
+	c := &pp.c
+	if c.pool.sema.TryAcquire(uint64(need), c.shard) {
+		return false, nil
+	}
+	q := c.pool.sema.Enqueue(uint64(need), pp)
+	pp.mu.Unlock()
+	err = c.pool.sema.Wait(ctx, q)
+	pp.mu.Lock()
+	if err == nil {
+		if err = pp.writeErr(); err != nil {
+			c.release(need)
+		}
+	}
+	return true, err
+}
+
 // room returns how many of want more bytes the writer may buffer now.
 // Bytes that a WriteTo has in flight still count as buffered.
 func (pp *pipe) room(want int) int {
@@ -169,10 +200,7 @@ func pipeWrite[T bytesOrString](w *PipeWriter, ctx context.Context, p T) (int, e
 	for err == nil && n < len(p) {
 		chunk := pp.room(len(p) - n)
 		if chunk <= 0 {
-			err = pp.wait(ctx, &pp.space, pp.space.Prepare())
-			if err == nil {
-				err = pp.writeErr()
-			}
+			err = pp.waitSpace(ctx)
 			continue
 		}
 		need := c.need(chunk)
@@ -182,20 +210,13 @@ func pipeWrite[T bytesOrString](w *PipeWriter, ctx context.Context, p T) (int, e
 		if most := max(1, c.pool.capacity-c.held()); need > most {
 			chunk, need = c.room()+most*bs, most
 		}
-		if need > 0 && !c.pool.sema.TryAcquire(uint64(need), c.shard) {
-			q := c.pool.sema.Enqueue(uint64(need), pp)
-			pp.mu.Unlock()
-			err = c.pool.sema.Wait(ctx, q)
-			pp.mu.Lock()
-			if err == nil {
-				err = pp.writeErr()
-				if err != nil {
-					c.release(need)
-				}
-			}
-			if err != nil {
+		var waited bool
+		if need > 0 {
+			if waited, err = pp.reserve(ctx, need); err != nil {
 				break
 			}
+		}
+		if waited {
 			// The reader may have drained blocks and other writers
 			// may have written meanwhile: fit the chunk to the blocks
 			// we hold and to the room the bound leaves now.
@@ -237,24 +258,14 @@ func (w *PipeWriter) ReadFrom(r io.Reader) (int64, error) {
 				c.pool.freeBlock(blk, c.shard)
 				blk = noBlock
 			}
-			err = pp.wait(context.Background(), &pp.space, pp.space.Prepare())
-			if err == nil {
-				err = pp.writeErr()
-			}
+			err = pp.waitSpace(context.Background())
 			continue
 		}
 		if blk == noBlock {
-			if !c.pool.sema.TryAcquire(1, c.shard) {
-				q := c.pool.sema.Enqueue(1, pp)
-				pp.mu.Unlock()
-				err = c.pool.sema.Wait(context.Background(), q)
-				pp.mu.Lock()
-				if err != nil {
-					break
-				}
+			if _, err = pp.reserve(context.Background(), 1); err != nil {
+				break
 			}
 			blk = c.pool.getBlock(c.shard)
-			err = pp.writeErr()
 			continue
 		}
 		n, rerr := c.readBlock(&pp.mu, r, blk, limit)
