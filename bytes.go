@@ -426,7 +426,7 @@ func (b *Bytes) WriteTo(w io.Writer) (int64, error) {
 		}
 		gen := st.gen
 		sc := takeScratch(&st.scratch)
-		c.detachTo(sc, false)
+		c.detachTo(sc)
 		st.mu.Unlock()
 		n, werr := writeOut(w, sc)
 		st.mu.Lock()

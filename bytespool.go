@@ -4,8 +4,9 @@
 // A BytesPool owns an arena carved into equal blocks (4 KiB by default). A
 // Bytes is a FIFO of blocks that reads and writes like a bytes.Buffer:
 // writing takes blocks from the pool, reading hands fully read blocks back.
-// A pipe (NewPipe) is the same thing shared by a writer and a reader that
-// block on each other, like io.Pipe with a bounded buffer.
+// A pipe (NewPipe) is a stream of blocks between a writer and a reader that
+// block on each other, like io.Pipe with a bounded buffer; the two ends hand
+// blocks over through atomics, without a lock between them.
 //
 // How it differs from the alternatives:
 //   - bytes.Buffer grows one contiguous slice and copies when it grows; a

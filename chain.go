@@ -7,8 +7,8 @@ import (
 	"sync"
 )
 
-// This file holds the chain: the FIFO of block extents behind a Bytes (and a
-// pipe). The chain does no locking of its own; its owner's mutex guards
+// This file holds the chain: the FIFO of block extents behind a Bytes. The
+// chain does no locking of its own; the Bytes' mutex guards
 // every method.
 
 // noBlock is the block index that names no block.
@@ -68,7 +68,7 @@ func (c *chain) need(n int) int {
 func (c *chain) push(e extent) {
 	if len(c.ext) == cap(c.ext) && c.first > 0 {
 		// Slide the live extents down instead of growing: a chain that
-		// is drained as fast as it is filled (a pipe) keeps its array.
+		// is drained as fast as it is filled keeps its array.
 		c.ext = c.ext[:copy(c.ext, c.ext[c.first:])]
 		c.first = 0
 	}
@@ -257,14 +257,9 @@ func takeScratch(slot **writeToScratch) *writeToScratch {
 }
 
 // detachTo moves the live extents into sc.out and points sc.bufs at their
-// unread bytes. With keepTail, a last extent whose block has room stays in
-// the chain (unless it is the only one), so that writers keep filling that
-// block instead of starting another while the rest is in flight.
-func (c *chain) detachTo(sc *writeToScratch, keepTail bool) {
+// unread bytes.
+func (c *chain) detachTo(sc *writeToScratch) {
 	end := len(c.ext)
-	if keepTail && end-c.first > 1 && c.room() > 0 {
-		end--
-	}
 	sc.out = append(sc.out[:0], c.ext[c.first:end]...)
 	sc.bufs = sc.bufs[:0]
 	for _, e := range sc.out {

@@ -2,39 +2,116 @@ package bytespool
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
 	"sync"
 
+	"go.uber.org/atomic"
+
 	"github.com/zjj/bytespool/internal/park"
 )
 
-// A pipe is an io.Pipe buffered in pool blocks: the writer appends to a
-// chain of blocks and returns at once while fewer than maxBuffered bytes are
-// unread; the reader takes from the front and gives blocks back to the pool
-// as it empties them.
+// This file holds the pipe: an io.Pipe buffered in pool blocks, through
+// which the writer and the reader pass bytes without a lock between them.
+
+// A pipe is a byte stream in pool blocks. Stream position x lives in block
+// x/bs, at offset x%bs, and the block of stream block k is slots[k&mask]:
+// the writer appends at position wpos and publishes it in written; the
+// reader consumes from rpos and publishes it in read. Blocks go back to the
+// pool as the reader passes their end.
 //
-// Waiting: the reader parks on data (an Event the writer wakes after each
-// write, at the cost of one atomic when the reader is not parked); the
-// writer parks on space (an Event the reader wakes after each read) when
-// maxBuffered bytes are unread, and in the pool's queue when the pool has no
-// free block. Neither end holds mu while it waits.
+// Writers take turns (wturn), as do readers (rturn), so each side has one
+// goroutine at a time in the stream, and the two sides share nothing but
+// atomics: a writer never waits for a reader to release a lock, nor a
+// reader for a writer. Each side may hold its turn while it waits (for
+// room, for blocks, for data, for its io.Reader or io.Writer); the turn is
+// a lock that a waiter can give up on, so contexts are honoured.
+//
+// The handoff. written packs the write position with two flags:
+// written = wpos<<posShift | wclosed | tailFree.
+//   - The writer fills bytes beyond wpos, which no reader looks at, then
+//     publishes the new position with a CAS. Block contents and slots
+//     entries are written before the CAS and read after a load of written
+//     that sees it; all sync/atomic operations are sequentially consistent,
+//     so the reader sees them.
+//   - The reader reads bytes below the position it loaded, then publishes
+//     read. The writer reuses a slots entry only once read says that the
+//     reader has passed the block the entry held: slots has room for
+//     every block from the reader's to the writer's (see NewPipe), and an
+//     unbounded pipe grows it.
+//   - A block is freed by the side that finishes with it. A block that
+//     the reader reads to its end is the reader's: the writer has passed
+//     it. The block at wpos when wpos is mid-block (the tail) is shared:
+//     the writer will fill the rest of it, and the reader, when it has
+//     read everything, must give it back so that a drained pipe holds no
+//     block. tailFree decides: the writer publishes a mid-block position
+//     with tailFree set, and whoever clears it with a CAS owns the tail.
+//     The writer clears it to write on into the tail; the reader clears
+//     it, with rpos == wpos, to free the tail, and the writer, finding the
+//     flag gone, writes on in a fresh block at the same offset.
+//   - ABA on written: the position only grows, except that a writer that
+//     claims the tail and then writes nothing publishes the same word
+//     again. That is harmless: while the writer holds the tail it does not
+//     touch slots, so a reader whose CAS succeeds on the old word frees the
+//     block that the word named.
+//   - wclosed is set by CloseWithError. Once it is set the writer's CAS
+//     fails, so nothing is published after the reader may have seen the
+//     end of the stream.
+//
+// Closing the reader frees every block of the pipe, which needs both sides
+// out of the stream: it sets rclosed, wakes every waiter, and the last
+// party to leave frees the blocks (reclaim).
 type pipe struct {
-	mu  sync.Mutex
-	c   chain
-	max int // maxBuffered; 0 = bounded by the pool only
+	pool  *BytesPool
+	shard int    // the home shard in the pool's free rings
+	bs    uint64 // the pool's block size
+	max   uint64 // maxBuffered; 0 = bounded by the pool only
 
-	rclosed bool  // the reader closed: writes fail with rerr
-	wclosed bool  // the writer closed: reads fail with werr once drained
-	rerr    error // io.ErrClosedPipe or the reader's CloseWithError
-	werr    error // io.EOF or the writer's CloseWithError
+	slots atomic.Pointer[[]uint32] // the block of stream block k is (*slots)[k&(len-1)]
 
-	data  park.Event // woken by writes and by the writer's close
-	space park.Event // woken by reads and by the reader's close
+	// The writer's side, guarded by wturn.
+	wturn    turn
+	wpos     uint64 // the write position: written>>posShift
+	seenRead uint64 // a value of read: the reader is at least this far
+	reserved int    // blocks reserved in the pool and not yet taken
 
-	scratch *writeToScratch // WriteTo's buffers, borrowed while in use
+	_       [cacheLineSize]byte
+	written atomic.Uint64 // wpos<<posShift | wclosed | tailFree
+	_       [cacheLineSize]byte
+
+	// The reader's side, guarded by rturn.
+	rturn   turn
+	rpos    uint64         // the read position
+	scratch writeToScratch // WriteTo's buffers
+
+	_    [cacheLineSize]byte
+	read atomic.Uint64 // rpos, published for the writer
+	_    [cacheLineSize]byte
+
+	data  park.Event // woken by the writer after it publishes, and by closes
+	space park.Event // woken by the reader after it publishes, and by closes
+
+	closeMu sync.Mutex // serialises the closes; rerr and werr are written under it
+	rclosed atomic.Bool
+	rerr    error // set before rclosed: io.ErrClosedPipe or the reader's error
+	werr    error // set before wclosed: io.EOF or the writer's error
+	freed   atomic.Bool
+
+	slots0 []uint32 // the first slots array
 }
+
+// Flags of pipe.written, below the write position.
+const (
+	tailFree = 1 << 0 // wpos is mid-block and nobody writes its block: whoever clears this owns it
+	wclosed  = 1 << 1 // the writer closed: written is final
+	posShift = 2
+)
+
+// cacheLineSize pads the fields that one side of a pipe writes away from
+// those the other writes.
+const cacheLineSize = 64
 
 // PipeReader is the read half of a pipe made by BytesPool.NewPipe.
 type PipeReader struct{ p *pipe }
@@ -62,28 +139,42 @@ var (
 // writer's error). Closing the reader returns every block the pipe holds.
 //
 // Memory: a pipe holds at most ceil(maxBuffered/BlockSize)+1 blocks, since
-// the buffered bytes may start and end mid-block; the block a ReadFrom reads
-// into counts too, and bytes a WriteTo is writing out count as buffered
-// until the destination has taken them.
+// the buffered bytes may start and end mid-block; bytes a WriteTo is writing
+// out count as buffered until the destination has taken them.
 //
-// Each end may be used by several goroutines at once; concurrent Writes may
-// interleave their pieces. A pipe whose two ends are both dropped without
-// Close gives its blocks back once the garbage collector finds both
-// unreachable.
+// Each end may be used by several goroutines at once. Writes take turns,
+// each buffering all its bytes before the next starts (a Write larger than
+// maxBuffered is the exception: it holds its turn while it waits for room,
+// so its pieces are not interleaved with other Writes either); Reads take
+// turns likewise. A writer and a reader never wait for each other except
+// for data or room. A pipe whose two ends are both dropped without Close
+// gives its blocks back once the garbage collector finds both unreachable.
 func (p *BytesPool) NewPipe(maxBuffered int) (*PipeReader, *PipeWriter) {
 	if maxBuffered < 0 {
 		panic(fmt.Sprintf("bytespool: NewPipe: maxBuffered must not be negative, got %d", maxBuffered))
 	}
-	pp := &pipe{c: chain{pool: p, shard: p.newShard()}, max: maxBuffered}
+	pp := &pipe{pool: p, shard: p.newShard(), bs: uint64(p.blockSize), max: uint64(maxBuffered)}
+	// A bounded pipe spans at most blocksFor(max)+1 blocks from the
+	// reader's to the writer's (the bytes may start and end mid-block), so
+	// that many slots, rounded up to a power of two, never wrap onto a
+	// block the reader still reads. An unbounded pipe starts small and
+	// grows.
+	n := 16
 	if maxBuffered > 0 {
-		// Room for as many extents as the bound allows: a partial
-		// block at each end and full ones between.
-		pp.c.ext = make([]extent, 0, p.blocksFor(maxBuffered)+2)
+		n = 1
+		for n < p.blocksFor(maxBuffered)+1 {
+			n *= 2
+		}
 	}
-	// One allocation for both ends, so that the cleanup runs once both
-	// are unreachable. Its argument is the pipe, which points to neither.
+	pp.slots0 = make([]uint32, n)
+	pp.slots.Store(&pp.slots0)
+	// One allocation for both ends, so that the finalizer runs once both
+	// are unreachable. A finalizer, not runtime.AddCleanup: it costs no
+	// allocation, where a cleanup costs two per pipe, and the ends are
+	// never part of a cycle (the pipe does not point back to them), which
+	// is what a finalizer needs in order to run.
 	ends := &pipeEnds{PipeReader{pp}, PipeWriter{pp}}
-	runtime.AddCleanup(ends, (*pipe).abandon, pp)
+	runtime.SetFinalizer(ends, (*pipeEnds).abandon)
 	return &ends.r, &ends.w
 }
 
@@ -93,78 +184,260 @@ type pipeEnds struct {
 	w PipeWriter
 }
 
-// abandon is the cleanup of a pipe whose ends are both unreachable: it
+// abandon is the finalizer of a pipe whose ends are both unreachable: it
 // gives back what the pipe still holds.
-func (pp *pipe) abandon() { pp.closeRead(nil) }
+func (e *pipeEnds) abandon() { e.r.p.closeRead(nil) }
 
-// wait parks on ev until it moves past seq or ctx ends. It is called and
-// returns with mu held, and counts the goroutine in the pool's Waiters.
-func (pp *pipe) wait(ctx context.Context, ev *park.Event, seq uint32) error {
-	pp.mu.Unlock()
-	w := &pp.c.pool.pipeWaiting
+// turn serialises the goroutines of one side of a pipe. Unlike a
+// sync.Mutex, a goroutine waiting for its turn gives up when its context
+// ends, and is counted in the pool's Waiters.
+type turn struct {
+	held atomic.Uint32
+	free park.Event // woken when the turn is given back
+}
+
+// tryTake takes t if nobody holds it.
+func (t *turn) tryTake() bool { return t.held.CompareAndSwap(0, 1) }
+
+// give gives t back and wakes those waiting for it.
+func (t *turn) give() {
+	t.held.Store(0)
+	t.free.Wake()
+}
+
+// take takes t, waiting for it until ctx ends.
+func (pp *pipe) take(ctx context.Context, t *turn) error {
+	for !t.tryTake() {
+		seq := t.free.Prepare()
+		if t.tryTake() {
+			return nil
+		}
+		if err := pp.park(ctx, &t.free, seq); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// leave gives t back and, if the reader has closed, frees the pipe's
+// blocks once nobody is in it.
+func (pp *pipe) leave(t *turn) {
+	t.give()
+	pp.reclaim()
+}
+
+// park waits on ev until it moves past seq or ctx ends, counting the
+// goroutine in the pool's Waiters.
+func (pp *pipe) park(ctx context.Context, ev *park.Event, seq uint32) error {
+	w := &pp.pool.pipeWaiting
 	w.Inc()
 	err := ev.Wait(ctx, seq)
 	w.Dec()
-	pp.mu.Lock()
 	return err
 }
+
+// blockSlot returns the slots entry of stream block k.
+func blockSlot(slots []uint32, k uint64) *uint32 { return &slots[k&uint64(len(slots)-1)] }
+
+// The writer's side. Every method below up to the reader's side is called
+// with wturn held.
 
 // writeErr returns why the writer can no longer write, or nil.
 func (pp *pipe) writeErr() error {
 	switch {
-	case pp.rclosed:
+	case pp.rclosed.Load():
 		return pp.rerr
-	case pp.wclosed:
+	case pp.written.Load()&wclosed != 0:
 		return io.ErrClosedPipe
 	}
 	return nil
 }
 
-// waitSpace parks a writer until a reader makes room or an end closes. It
-// is called and returns with mu held, and returns why the writer can no
-// longer write, if it cannot.
-func (pp *pipe) waitSpace(ctx context.Context) error {
-	if err := pp.wait(ctx, &pp.space, pp.space.Prepare()); err != nil {
+// room returns how many of want more bytes the bound lets the writer
+// buffer now. It loads read only when what it last saw leaves less room
+// than wanted.
+func (pp *pipe) room(want int) int {
+	if pp.max == 0 {
+		return want
+	}
+	if b := pp.buffered(); b < pp.max && pp.max-b >= uint64(want) {
+		return want
+	}
+	pp.seenRead = pp.read.Load()
+	b := pp.buffered()
+	if b >= pp.max {
+		// Full, or the reader moved both positions on and has yet to
+		// publish its own (see dropTail).
+		return 0
+	}
+	return int(min(uint64(want), pp.max-b))
+}
+
+// buffered returns how many bytes the writer counts as unread, as of
+// seenRead. A reader that dropped the tail has moved both positions on
+// (see dropTail), so its position can be past the writer's, which then
+// still has to find out: nothing is unread.
+func (pp *pipe) buffered() uint64 {
+	if pp.seenRead >= pp.wpos {
+		return 0
+	}
+	return pp.wpos - pp.seenRead
+}
+
+// awaitRoom waits until the writer may buffer some of want more bytes, and
+// returns how many, or why it cannot write.
+func (pp *pipe) awaitRoom(ctx context.Context, want int) (int, error) {
+	for {
+		if n := pp.room(want); n > 0 {
+			return n, nil
+		}
+		seq := pp.space.Prepare()
+		if n := pp.room(want); n > 0 {
+			return n, nil
+		}
+		if err := pp.writeErr(); err != nil {
+			return 0, err
+		}
+		if err := pp.park(ctx, &pp.space, seq); err != nil {
+			return 0, err
+		}
+		if err := pp.writeErr(); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// blockAt returns the block to write at wpos, and whether it is fresh: the
+// tail, if the writer can claim it, or else a block from the pool, put in
+// its slot. want is how many bytes the writer is about to write (within
+// the room the bound leaves), so that one reservation covers their blocks.
+// If the reader has dropped the tail, blockAt moves wpos on as the reader
+// did and returns errMoved: the caller must work out the room again.
+func (pp *pipe) blockAt(ctx context.Context, want int) (blk uint32, fresh bool, err error) {
+	k := pp.wpos / pp.bs
+	if pp.wpos%pp.bs != 0 {
+		v := pp.wpos<<posShift | tailFree
+		if pp.written.CompareAndSwap(v, v&^tailFree) {
+			return *blockSlot(*pp.slots.Load(), k), false, nil
+		}
+		v = pp.written.Load()
+		if v&wclosed != 0 {
+			return noBlock, false, io.ErrClosedPipe
+		}
+		// The reader read everything and dropped the tail, moving the
+		// position on to the next block: the writer writes on there, in
+		// a fresh block, once it has fitted what it writes to the room
+		// the bound leaves from there.
+		pp.wpos = v >> posShift
+		return noBlock, false, errMoved
+	}
+	if pp.reserved == 0 {
+		if err := pp.reserve(ctx, want); err != nil {
+			return noBlock, false, err
+		}
+	}
+	pp.reserved--
+	blk = pp.pool.getBlock(pp.shard)
+	*blockSlot(pp.slotsFor(k), k) = blk
+	return blk, true, nil
+}
+
+// errMoved is blockAt's report that wpos has moved.
+var errMoved = errors.New("bytespool: the write position moved")
+
+// reserve reserves in the pool the blocks that want bytes from wpos need,
+// all at once, but never more than the pool could give while the pipe
+// holds what it holds: the rest comes in a later reservation, once the
+// reader has freed blocks. The writer queues in the pool while it must.
+func (pp *pipe) reserve(ctx context.Context, want int) error {
+	bs := pp.bs
+	first := pp.wpos / bs
+	need := int((pp.wpos+uint64(want)+bs-1)/bs - first)
+	held := int(first - min(first, pp.seenRead/bs)) // blocks from the reader's (as last seen) to the writer's
+	need = min(need, max(1, pp.pool.capacity-held))
+	sema := &pp.pool.sema
+	if sema.TryAcquire(uint64(need), pp.shard) {
+		pp.reserved = need
+		return nil
+	}
+	q := sema.Enqueue(uint64(need), pp)
+	if pp.rclosed.Load() {
+		// The reader closed before we queued, so its Abort missed us.
+		sema.Abort(pp, pp.rerr)
+	}
+	if err := sema.Wait(ctx, q); err != nil {
 		return err
 	}
+	pp.reserved = need
 	return pp.writeErr()
 }
 
-// reserve reserves need blocks in the pool for a writer, queuing for them
-// with mu unlocked if they are not free, and reports whether it queued. It
-// is called and returns with mu held. On error it holds no reservation: an
-// end that closed while the writer queued gives the blocks back.
-func (pp *pipe) reserve(ctx context.Context, need int) (waited bool, err error) {
-	c := &pp.c
-	if c.pool.sema.TryAcquire(uint64(need), c.shard) {
-		return false, nil
+// unreserve gives back the reservations the writer did not use.
+func (pp *pipe) unreserve() {
+	if pp.reserved > 0 {
+		pp.pool.sema.Release(uint64(pp.reserved), pp.shard)
+		pp.reserved = 0
 	}
-	q := c.pool.sema.Enqueue(uint64(need), pp)
-	pp.mu.Unlock()
-	err = c.pool.sema.Wait(ctx, q)
-	pp.mu.Lock()
-	if err == nil {
-		if err = pp.writeErr(); err != nil {
-			c.release(need)
+}
+
+// slotsFor returns the slots array with an entry for stream block k that
+// the reader no longer needs, growing it if the pipe is unbounded.
+func (pp *pipe) slotsFor(k uint64) []uint32 {
+	slots := *pp.slots.Load()
+	if k-pp.seenRead/pp.bs < uint64(len(slots)) {
+		return slots
+	}
+	pp.seenRead = pp.read.Load()
+	from := pp.seenRead / pp.bs
+	if k-from < uint64(len(slots)) {
+		return slots
+	}
+	// Only an unbounded pipe gets here: double the array, copying the
+	// entries of the blocks from the reader's on. The reader may still
+	// use the old array; its entries stay valid for every block it can
+	// reach.
+	grown := make([]uint32, 2*len(slots))
+	for j := from; j < k; j++ {
+		*blockSlot(grown, j) = *blockSlot(slots, j)
+	}
+	pp.slots.Store(&grown)
+	return grown
+}
+
+// publish makes the bytes up to pos readable and, if pos is mid-block,
+// hands the tail to whoever claims it first. It fails, publishing nothing,
+// once the writer has closed; the block at wpos is then handed back with
+// giveBack.
+func (pp *pipe) publish(pos uint64) bool {
+	next := pos << posShift
+	if pos%pp.bs != 0 {
+		next |= tailFree
+	}
+	if !pp.written.CompareAndSwap(pp.wpos<<posShift, next) {
+		return false
+	}
+	grew := pos != pp.wpos
+	pp.wpos = pos
+	if grew {
+		pp.data.Wake()
+	}
+	return true
+}
+
+// giveBack returns the block the writer holds at wpos after writing
+// nothing into it: a fresh block at the start of its stream block goes to
+// the pool; a block mid-way is the tail again, for the reader to free.
+func (pp *pipe) giveBack(blk uint32, fresh bool) {
+	if fresh && pp.wpos%pp.bs == 0 {
+		pp.pool.freeBlock(blk, pp.shard)
+		return
+	}
+	for {
+		v := pp.written.Load()
+		if pp.written.CompareAndSwap(v, v|tailFree) {
+			return
 		}
 	}
-	return true, err
-}
-
-// room returns how many of want more bytes the writer may buffer now.
-// Bytes that a WriteTo has in flight still count as buffered.
-func (pp *pipe) room(want int) int {
-	if pp.max > 0 {
-		return min(want, pp.max-pp.c.size())
-	}
-	return want
-}
-
-// mayTakeBlock reports whether ReadFrom may take a block to read into. The
-// buffered bytes span at most blocksFor(max)+1 blocks (they may start and
-// end mid-block); ReadFrom's block must fit within that too.
-func (pp *pipe) mayTakeBlock() bool {
-	return pp.max == 0 || pp.c.held() <= pp.c.pool.blocksFor(pp.max)
 }
 
 // Write writes p to the pipe, waiting as NewPipe describes. It returns
@@ -186,111 +459,98 @@ func (w *PipeWriter) WriteContext(ctx context.Context, p []byte) (int, error) {
 	return pipeWrite(w, ctx, p)
 }
 
-// pipeWrite is the body of the write methods. Each round buffers as much of
-// p as the pipe bound and the pool allow: the bytes that fit in the room of
-// the last block, and whole blocks reserved all at once, so a writer never
-// holds some blocks while it waits for others.
+// pipeWrite is the body of the write methods: it copies p block by block,
+// publishing each block's bytes as soon as they are in.
 func pipeWrite[T bytesOrString](w *PipeWriter, ctx context.Context, p T) (int, error) {
 	pp := w.p
-	c := &pp.c
-	bs := c.pool.blockSize
+	if err := pp.take(ctx, &pp.wturn); err != nil {
+		return 0, err
+	}
+	defer pp.leave(&pp.wturn)
+	defer pp.unreserve()
 	n := 0
-	pp.mu.Lock()
-	err := pp.writeErr()
-	for err == nil && n < len(p) {
-		chunk := pp.room(len(p) - n)
-		if chunk <= 0 {
-			err = pp.waitSpace(ctx)
-			continue
+	for {
+		if err := pp.writeErr(); err != nil {
+			return n, err
 		}
-		need := c.need(chunk)
-		// Never ask for more blocks than the pool can give while the
-		// pipe holds what it holds; the rest goes in the next round,
-		// once the reader has freed blocks.
-		if most := max(1, c.pool.capacity-c.held()); need > most {
-			chunk, need = c.room()+most*bs, most
+		if n == len(p) {
+			return n, nil
 		}
-		var waited bool
-		if need > 0 {
-			if waited, err = pp.reserve(ctx, need); err != nil {
+		chunk, err := pp.awaitRoom(ctx, len(p)-n)
+		if err != nil {
+			return n, err
+		}
+		for end := n + chunk; n < end; {
+			blk, fresh, err := pp.blockAt(ctx, end-n)
+			if err == errMoved {
 				break
 			}
-		}
-		if waited {
-			// The reader may have drained blocks and other writers
-			// may have written meanwhile: fit the chunk to the blocks
-			// we hold and to the room the bound leaves now.
-			chunk = min(pp.room(len(p)-n), c.room()+need*bs)
-			now := 0
-			if chunk > 0 {
-				now = c.need(chunk)
+			if err != nil {
+				return n, err
 			}
-			c.release(need - now)
-			need = now
-			if chunk <= 0 {
-				continue
+			k := copy(pp.pool.arena.Block(blk)[pp.wpos%pp.bs:], p[n:end])
+			if !pp.publish(pp.wpos + uint64(k)) {
+				pp.giveBack(blk, fresh)
+				return n, io.ErrClosedPipe
 			}
+			n += k
 		}
-		write(c, p[n:n+chunk], need)
-		n += chunk
-		pp.data.Wake()
 	}
-	pp.mu.Unlock()
-	return n, err
 }
 
 // ReadFrom reads from r into the pipe until io.EOF, which it does not
-// return, or an error, which it does; it waits like Write. It reads straight
-// into blocks: into a fresh block held outside the lock, which then joins the
-// pipe, with the bytes that fit in the room of the last block copied there.
+// return, or an error, which it does; it waits like Write, and holds the
+// writers' turn throughout. It reads straight into the block at the write
+// position, at most to the end of that block, and publishes what each read
+// brings.
 func (w *PipeWriter) ReadFrom(r io.Reader) (int64, error) {
 	pp := w.p
-	c := &pp.c
+	ctx := context.Background()
+	if err := pp.take(ctx, &pp.wturn); err != nil {
+		return 0, err
+	}
+	defer pp.leave(&pp.wturn)
+	defer pp.unreserve()
 	var total int64
-	blk := noBlock // the block being read into; held outside the chain
-	pp.mu.Lock()
-	err := pp.writeErr()
-	for err == nil {
-		limit := pp.room(c.pool.blockSize)
-		if limit <= 0 || (blk == noBlock && !pp.mayTakeBlock()) {
-			if blk != noBlock {
-				// Do not sit on a block while the reader catches up.
-				c.pool.freeBlock(blk, c.shard)
-				blk = noBlock
-			}
-			err = pp.waitSpace(context.Background())
+	for {
+		if err := pp.writeErr(); err != nil {
+			return total, err
+		}
+		limit, err := pp.awaitRoom(ctx, int(pp.bs-pp.wpos%pp.bs))
+		if err != nil {
+			return total, err
+		}
+		blk, fresh, err := pp.blockAt(ctx, limit)
+		if err == errMoved {
 			continue
 		}
-		if blk == noBlock {
-			if _, err = pp.reserve(context.Background(), 1); err != nil {
-				break
-			}
-			blk = c.pool.getBlock(c.shard)
-			continue
+		if err != nil {
+			return total, err
 		}
-		n, rerr := c.readBlock(&pp.mu, r, blk, limit)
-		if err = pp.writeErr(); err != nil {
-			break
+		off := int(pp.wpos % pp.bs)
+		n, rerr := r.Read(pp.pool.arena.Block(blk)[off : off+limit])
+		if n < 0 || n > limit {
+			pp.giveBack(blk, fresh)
+			panic(fmt.Sprintf("bytespool: ReadFrom: reader returned count %d for a buffer of %d bytes", n, limit))
 		}
-		if n > 0 {
-			if c.appendBlock(blk, n) {
-				blk = noBlock
-			}
-			total += int64(n)
-			pp.data.Wake()
+		if err := pp.writeErr(); err != nil {
+			pp.giveBack(blk, fresh)
+			return total, err
+		}
+		if n == 0 {
+			pp.giveBack(blk, fresh)
+		} else if !pp.publish(pp.wpos + uint64(n)) {
+			pp.giveBack(blk, fresh)
+			return total, io.ErrClosedPipe
+		}
+		total += int64(n)
+		if rerr == io.EOF {
+			return total, nil
 		}
 		if rerr != nil {
-			if rerr != io.EOF {
-				err = rerr
-			}
-			break
+			return total, rerr
 		}
 	}
-	if blk != noBlock {
-		c.pool.freeBlock(blk, c.shard)
-	}
-	pp.mu.Unlock()
-	return total, err
 }
 
 // Close closes the writer: once the reader has read what is buffered, its
@@ -301,20 +561,128 @@ func (w *PipeWriter) Close() error { return w.CloseWithError(nil) }
 // CloseWithError closes the writer: once the reader has read what is
 // buffered, its reads return err, or io.EOF if err is nil. Like
 // io.PipeWriter.CloseWithError, it never overwrites an earlier error and
-// always returns nil.
+// always returns nil. It does not wait for a Write in progress: that Write
+// returns io.ErrClosedPipe, and its bytes not yet buffered are not.
 func (w *PipeWriter) CloseWithError(err error) error {
 	pp := w.p
 	if err == nil {
 		err = io.EOF
 	}
-	pp.mu.Lock()
-	if !pp.wclosed {
-		pp.wclosed, pp.werr = true, err
+	pp.closeMu.Lock()
+	if pp.written.Load()&wclosed == 0 {
+		pp.werr = err
+		for {
+			v := pp.written.Load()
+			if pp.written.CompareAndSwap(v, v|wclosed) {
+				break
+			}
+		}
 	}
-	pp.mu.Unlock()
+	pp.closeMu.Unlock()
 	pp.data.Wake()
-	pp.space.Wake() // other writers parked on space now fail
+	pp.space.Wake() // a writer waiting for room now fails
 	return nil
+}
+
+// The reader's side. Every method below up to Close is called with rturn
+// held.
+
+// awaitData waits until there are unread bytes and returns the write
+// position, or returns why there will be none. A reader that has read
+// everything frees the tail on the way.
+func (pp *pipe) awaitData(ctx context.Context) (uint64, error) {
+	for {
+		if pp.rclosed.Load() {
+			return 0, io.ErrClosedPipe
+		}
+		v := pp.written.Load()
+		if w := v >> posShift; w != pp.rpos {
+			return w, nil
+		}
+		f := freer{pool: pp.pool, shard: pp.shard}
+		if pp.dropTail(v, &f) {
+			pp.publishRead(&f)
+			continue
+		}
+		if v&wclosed != 0 {
+			return 0, pp.werr
+		}
+		seq := pp.data.Prepare()
+		if pp.written.Load() != v || pp.rclosed.Load() {
+			continue
+		}
+		if err := pp.park(ctx, &pp.data, seq); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// dropTail gives the tail to f, to be freed, if the reader has read
+// everything up to it (as of v, a value of written) and the writer is not
+// writing it, and reports whether it did. It moves the write position and
+// the read position on to the start of the next block, where the writer
+// starts a fresh block: the rest of the tail would never be read. So the
+// bytes unread stay the same, and the writer, until it sees the move, counts
+// the dropped block as unread bytes: the pipe never holds more blocks than
+// its bound while the tail is on its way back to the pool.
+func (pp *pipe) dropTail(v uint64, f *freer) bool {
+	w := v >> posShift
+	if v&tailFree == 0 || w != pp.rpos {
+		return false
+	}
+	// The slot is read before the CAS: once the flag is clear, a writer
+	// may put a fresh block there.
+	blk := *blockSlot(*pp.slots.Load(), w/pp.bs)
+	next := (w/pp.bs + 1) * pp.bs
+	if !pp.written.CompareAndSwap(v, next<<posShift|v&wclosed) {
+		return false
+	}
+	f.add(blk)
+	pp.rpos = next
+	return true
+}
+
+// consume moves the read position n bytes on, up to w (a write position the
+// reader loaded), giving f the blocks it passes the end of, and the tail if
+// that leaves nothing unread; then it publishes the position.
+func (pp *pipe) consume(n int, w uint64) {
+	slots := *pp.slots.Load()
+	f := freer{pool: pp.pool, shard: pp.shard}
+	for end := pp.rpos + uint64(n); pp.rpos < end; {
+		next := min(end, (pp.rpos/pp.bs+1)*pp.bs)
+		if next%pp.bs == 0 {
+			f.add(*blockSlot(slots, pp.rpos/pp.bs))
+		}
+		pp.rpos = next
+	}
+	if pp.rpos == w && w%pp.bs != 0 {
+		pp.dropTail(pp.written.Load(), &f)
+	}
+	pp.publishRead(&f)
+}
+
+// publishRead frees the blocks in f, then publishes the read position and
+// wakes a writer waiting for room. Freeing first means that a writer that
+// sees the room never takes new blocks while the pool still counts the
+// old ones as the pipe's.
+func (pp *pipe) publishRead(f *freer) {
+	f.done()
+	pp.read.Store(pp.rpos)
+	pp.space.Wake()
+}
+
+// copyOut copies the unread bytes below w into p and returns how many.
+func (pp *pipe) copyOut(p []byte, w uint64) int {
+	slots := *pp.slots.Load()
+	n := 0
+	for pos := pp.rpos; n < len(p) && pos < w; {
+		off := pos % pp.bs
+		blk := pp.pool.arena.Block(*blockSlot(slots, pos/pp.bs))
+		k := copy(p[n:], blk[off:min(pp.bs, off+(w-pos))])
+		n += k
+		pos += uint64(k)
+	}
+	return n
 }
 
 // Read reads up to len(p) buffered bytes into p, waiting until there are
@@ -332,36 +700,17 @@ func (r *PipeReader) ReadContext(ctx context.Context, p []byte) (int, error) {
 		return 0, nil
 	}
 	pp := r.p
-	pp.mu.Lock()
-	err := pp.awaitData(ctx)
-	if err != nil {
-		pp.mu.Unlock()
+	if err := pp.take(ctx, &pp.rturn); err != nil {
 		return 0, err
 	}
-	n := pp.c.read(p)
-	pp.mu.Unlock()
-	pp.space.Wake()
+	defer pp.leave(&pp.rturn)
+	w, err := pp.awaitData(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := pp.copyOut(p, w)
+	pp.consume(n, w)
 	return n, nil
-}
-
-// awaitData waits, with mu held around it, until the pipe has data or can
-// never have more; it returns nil when there is data to read.
-func (pp *pipe) awaitData(ctx context.Context) error {
-	for pp.c.n == 0 {
-		switch {
-		case pp.rclosed:
-			return io.ErrClosedPipe
-		case pp.wclosed:
-			return pp.werr
-		}
-		if err := pp.wait(ctx, &pp.data, pp.data.Prepare()); err != nil {
-			return err
-		}
-	}
-	if pp.rclosed {
-		return io.ErrClosedPipe
-	}
-	return nil
 }
 
 // WriteTo writes everything the pipe delivers to w until the writer closes.
@@ -369,37 +718,56 @@ func (pp *pipe) awaitData(ctx context.Context) error {
 // CloseWithError, or w's error. It writes straight from the blocks: a
 // net.Conn gets all buffered blocks in one writev, any other writer one
 // Write per block. The bytes being written still count against maxBuffered
-// until w has taken them.
+// until w has taken them. It takes the readers' turn for each batch, so
+// other readers may read between batches.
 func (r *PipeReader) WriteTo(w io.Writer) (int64, error) {
 	pp := r.p
-	c := &pp.c
 	var total int64
-	pp.mu.Lock()
 	for {
-		if err := pp.awaitData(context.Background()); err != nil {
-			pp.mu.Unlock()
-			if err == io.EOF {
-				err = nil
-			}
+		n, err := pp.writeBatch(w)
+		total += n
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
 			return total, err
 		}
-		sc := takeScratch(&pp.scratch)
-		c.detachTo(sc, true)
-		pp.mu.Unlock()
-		n, werr := writeOut(w, sc)
-		pp.mu.Lock()
-		total += n
-		left := c.settle(sc, n, !pp.rclosed)
-		pp.scratch = sc
-		pp.space.Wake()
-		if werr == nil && left > 0 {
-			werr = io.ErrShortWrite
-		}
-		if werr != nil {
-			pp.mu.Unlock()
-			return total, werr
-		}
 	}
+}
+
+// writeBatch writes what is buffered to w, within one turn of the readers.
+func (pp *pipe) writeBatch(w io.Writer) (int64, error) {
+	ctx := context.Background()
+	if err := pp.take(ctx, &pp.rturn); err != nil {
+		return 0, err
+	}
+	defer pp.leave(&pp.rturn)
+	end, err := pp.awaitData(ctx)
+	if err != nil {
+		return 0, err
+	}
+	sc := &pp.scratch
+	slots := *pp.slots.Load()
+	sc.bufs = sc.bufs[:0]
+	for pos := pp.rpos; pos < end; {
+		off := pos % pp.bs
+		k := min(pp.bs-off, end-pos)
+		blk := pp.pool.arena.Block(*blockSlot(slots, pos/pp.bs))
+		sc.bufs = append(sc.bufs, blk[off:off+k])
+		pos += k
+	}
+	n, werr := writeOut(w, sc)
+	clear(sc.bufs) // drop the references into the arena
+	avail := int64(end - pp.rpos)
+	if n < 0 || n > avail {
+		// w broke the io.Writer contract; what it took is unknown.
+		return 0, fmt.Errorf("bytespool: WriteTo: writer returned count %d for %d bytes", n, avail)
+	}
+	pp.consume(int(n), end)
+	if werr == nil && n < avail {
+		werr = io.ErrShortWrite
+	}
+	return n, werr
 }
 
 // Close closes the reader: it returns every block the pipe holds to the
@@ -409,7 +777,9 @@ func (r *PipeReader) Close() error { return r.CloseWithError(nil) }
 
 // CloseWithError closes the reader like Close, but writes return err, or
 // io.ErrClosedPipe if err is nil. It never overwrites an earlier error and
-// always returns nil.
+// always returns nil. It does not wait for a Read or WriteTo in progress
+// (nor for a Write): the blocks go back to the pool when the last of them
+// returns.
 func (r *PipeReader) CloseWithError(err error) error {
 	r.p.closeRead(err)
 	return nil
@@ -420,13 +790,68 @@ func (pp *pipe) closeRead(err error) {
 	if err == nil {
 		err = io.ErrClosedPipe
 	}
-	pp.mu.Lock()
-	if !pp.rclosed {
-		pp.rclosed, pp.rerr = true, err
-		pp.c.reset()
-		pp.c.pool.sema.Abort(pp, err)
+	pp.closeMu.Lock()
+	first := !pp.rclosed.Load()
+	if first {
+		pp.rerr = err
+		pp.rclosed.Store(true)
 	}
-	pp.mu.Unlock()
+	pp.closeMu.Unlock()
+	if first {
+		pp.pool.sema.Abort(pp, err)
+	}
 	pp.space.Wake()
-	pp.data.Wake() // readers parked on data now fail
+	pp.data.Wake() // readers waiting for data now fail
+	pp.reclaim()
+}
+
+// reclaim frees the pipe's blocks once the reader has closed, if nobody is
+// in the pipe; otherwise the last to leave does it (leave calls reclaim
+// after giving its turn back).
+//
+// It takes the writers' turn first, then the readers'. If the readers'
+// turn is held, its holder reclaims when it leaves, unless its own attempt
+// came while we held the writers' turn; so after giving that back we look
+// again, and try once more if the readers' turn has been given back since.
+func (pp *pipe) reclaim() {
+	for pp.rclosed.Load() && !pp.freed.Load() {
+		if !pp.wturn.tryTake() {
+			return // its holder reclaims when it leaves
+		}
+		if pp.rturn.tryTake() {
+			if !pp.freed.Load() {
+				pp.freeAll()
+				pp.freed.Store(true)
+			}
+			pp.rturn.give()
+			pp.wturn.give()
+			return
+		}
+		pp.wturn.give()
+		if pp.rturn.held.Load() != 0 {
+			return
+		}
+	}
+}
+
+// freeAll returns every block of the pipe to the pool. Both turns are
+// held, so nobody else is in the stream.
+func (pp *pipe) freeAll() {
+	slots := *pp.slots.Load()
+	f := freer{pool: pp.pool, shard: pp.shard}
+	v := pp.written.Load()
+	w := v >> posShift
+	for k := pp.rpos / pp.bs; k < w/pp.bs; k++ {
+		f.add(*blockSlot(slots, k))
+	}
+	if w%pp.bs != 0 && v&tailFree != 0 {
+		// The tail, unless the reader freed it when it caught up.
+		for !pp.written.CompareAndSwap(v, v&^tailFree) {
+			v = pp.written.Load() // only wclosed can have changed
+		}
+		f.add(*blockSlot(slots, w/pp.bs))
+	}
+	f.done()
+	pp.rpos = w
+	pp.read.Store(w)
 }

@@ -1351,6 +1351,19 @@ func TestPipeAllocs(t *testing.T) {
 		pipeCheckNoLeak(t, pool, r, w)
 	})
 
+	t.Run("NewPipe", func(t *testing.T) {
+		pool := testPool(t, 1<<20, 4096)
+		allocs := testing.AllocsPerRun(100, func() {
+			r, w := pool.NewPipe(64 << 10)
+			_ = r.Close()
+			_ = w.Close()
+		})
+		// The pipe, its slots and the two ends; the finalizer and
+		// closing cost nothing.
+		require.Equal(t, 3.0, allocs, "allocations per NewPipe and Close of both ends")
+		require.Equal(t, 0, pool.Stats().BlocksInUse)
+	})
+
 	t.Run("blocking round trip", func(t *testing.T) {
 		const runs = 2000
 		pool := testPool(t, 1<<20, 4096)
