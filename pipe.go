@@ -64,12 +64,25 @@ import (
 // out of the stream: it sets rclosed, wakes every waiter, and the last
 // party to leave frees the blocks (reclaim).
 type pipe struct {
+	// Set by NewPipe and then only read (slots changes only when an
+	// unbounded pipe grows), or written once, by the closes. Both sides
+	// read these on every call, so nothing that either side writes on
+	// every call shares their cache line.
 	pool  *BytesPool
-	shard int    // the home shard in the pool's free rings
-	bs    uint64 // the pool's block size
-	max   uint64 // maxBuffered; 0 = bounded by the pool only
-
+	shard int                      // the home shard in the pool's free rings
+	bs    uint64                   // the pool's block size
+	max   uint64                   // maxBuffered; 0 = bounded by the pool only
 	slots atomic.Pointer[[]uint32] // the block of stream block k is (*slots)[k&(len-1)]
+
+	closeMu sync.Mutex // serialises the closes; rerr and werr are written under it
+	rclosed atomic.Bool
+	freed   atomic.Bool
+	rerr    error // set before rclosed: io.ErrClosedPipe or the reader's error
+	werr    error // set before wclosed: io.EOF or the writer's error
+
+	slots0 []uint32 // the first slots array
+
+	_ [cacheLineSize]byte
 
 	// The writer's side, guarded by wturn.
 	wturn    turn
@@ -90,16 +103,10 @@ type pipe struct {
 	read atomic.Uint64 // rpos, published for the writer
 	_    [cacheLineSize]byte
 
+	// Each side loads the other's Event on every call; the words are
+	// written only when somebody waits.
 	data  park.Event // woken by the writer after it publishes, and by closes
 	space park.Event // woken by the reader after it publishes, and by closes
-
-	closeMu sync.Mutex // serialises the closes; rerr and werr are written under it
-	rclosed atomic.Bool
-	rerr    error // set before rclosed: io.ErrClosedPipe or the reader's error
-	werr    error // set before wclosed: io.EOF or the writer's error
-	freed   atomic.Bool
-
-	slots0 []uint32 // the first slots array
 }
 
 // Flags of pipe.written, below the write position.
