@@ -48,9 +48,19 @@ import (
 //     read everything, must give it back so that a drained pipe holds no
 //     block. tailFree decides: the writer publishes a mid-block position
 //     with tailFree set, and whoever clears it with a CAS owns the tail.
-//     The writer clears it to write on into the tail; the reader clears
-//     it, with rpos == wpos, to free the tail, and the writer, finding the
-//     flag gone, writes on in a fresh block at the same offset.
+//     The writer clears it to write on into the tail. The reader clears
+//     it, with rpos == wpos, to free the tail, and in the same CAS moves
+//     the write position on to the next block boundary, as does its own
+//     position (dropTail): the rest of the tail is never written. The
+//     writer, finding the flag gone, takes up the moved position and
+//     starts a fresh block there.
+//   - The bound. The writer counts as unread everything from the last
+//     read position it loaded to its own, and a reader frees the blocks
+//     it is done with, the dropped tail included, before it publishes its
+//     position. So a writer never takes blocks for more than maxBuffered
+//     bytes past a read position whose blocks the pool may still count as
+//     the pipe's: the pipe holds at most blocksFor(maxBuffered)+1 blocks,
+//     even for the instant a dropped tail is on its way back.
 //   - ABA on written: the position only grows, except that a writer that
 //     claims the tail and then writes nothing publishes the same word
 //     again. That is harmless: while the writer holds the tail it does not
@@ -637,8 +647,8 @@ func (pp *pipe) dropTail(v uint64, f *freer) bool {
 	if v&tailFree == 0 || w != pp.rpos {
 		return false
 	}
-	// The slot is read before the CAS: once the flag is clear, a writer
-	// may put a fresh block there.
+	// The slot is stable: while tailFree is set the writer does not
+	// touch slots, and after the CAS its next block is the next one.
 	blk := *blockSlot(*pp.slots.Load(), w/pp.bs)
 	next := (w/pp.bs + 1) * pp.bs
 	if !pp.written.CompareAndSwap(v, next<<posShift|v&wclosed) {
