@@ -1076,8 +1076,11 @@ func TestWriteAfterWaitRecomputesNeed(t *testing.T) {
 		assert.True(t, stillRunning(chW))
 		// W gave its block back and queued again for 2; as the head of the
 		// queue it has reserved the one free block again (b holds 1,
-		// hs[1] holds 1), but it holds none while it waits.
-		assert.Equal(t, 3, p.Stats().BlocksInUse)
+		// hs[1] holds 1), but it holds none while it waits. The queue
+		// counts W as waiting a moment before W has collected the block
+		// (both under the queue's lock, which Stats does not take), so
+		// wait for the count.
+		eventually(t, func() bool { return p.Stats().BlocksInUse == 3 }, "the head has collected the free block")
 		assert.Equal(t, 1, b.st.c.held(), "b holds only its own block")
 		hs[1].Free()
 		rW := await(t, "W", chW)

@@ -78,11 +78,12 @@ type pipe struct {
 	// unbounded pipe grows), or written once, by the closes. Both sides
 	// read these on every call, so nothing that either side writes on
 	// every call shares their cache line.
-	pool  *BytesPool
-	shard int                      // the home shard in the pool's free rings
-	bs    uint64                   // the pool's block size
-	max   uint64                   // maxBuffered; 0 = bounded by the pool only
-	slots atomic.Pointer[[]uint32] // the block of stream block k is (*slots)[k&(len-1)]
+	pool   *BytesPool
+	shard  int                      // the writer's shard in the pool: it takes blocks there first
+	rshard int                      // the reader's shard: it frees blocks there
+	bs     uint64                   // the pool's block size
+	max    uint64                   // maxBuffered; 0 = bounded by the pool only
+	slots  atomic.Pointer[[]uint32] // the block of stream block k is (*slots)[k&(len-1)]
 
 	closeMu sync.Mutex // serialises the closes; rerr and werr are written under it
 	rclosed atomic.Bool
@@ -170,7 +171,20 @@ func (p *BytesPool) NewPipe(maxBuffered int) (*PipeReader, *PipeWriter) {
 	if maxBuffered < 0 {
 		panic(fmt.Sprintf("bytespool: NewPipe: maxBuffered must not be negative, got %d", maxBuffered))
 	}
-	pp := &pipe{pool: p, shard: p.newShard(), bs: uint64(p.blockSize), max: uint64(maxBuffered)}
+	pp := &pipe{pool: p, bs: uint64(p.blockSize), max: uint64(maxBuffered)}
+	// The two ends run on different cores, so the reader frees into
+	// the shard after the writer's: each side then updates its own
+	// shard's count, and the writer, whenever its shard runs dry, takes
+	// half the reader's in one go (see park.Sema.TryAcquire), instead of
+	// both sides moving one cache line between the cores for every
+	// block. The reader's shard has the higher index: Stats sums the
+	// shards in index order, so a block that the writer takes and the
+	// reader frees while Stats reads is never counted as in use twice.
+	pp.shard = p.newShard()
+	if pp.shard == p.shardMask && pp.shard > 0 {
+		pp.shard--
+	}
+	pp.rshard = (pp.shard + 1) & p.shardMask
 	// A bounded pipe spans at most blocksFor(max)+1 blocks from the
 	// reader's to the writer's (the bytes may start and end mid-block), so
 	// that many slots, rounded up to a power of two, never wrap onto a
@@ -616,7 +630,7 @@ func (pp *pipe) awaitData(ctx context.Context) (uint64, error) {
 		if w := v >> posShift; w != pp.rpos {
 			return w, nil
 		}
-		f := freer{pool: pp.pool, shard: pp.shard}
+		f := freer{pool: pp.pool, shard: pp.rshard}
 		if pp.dropTail(v, &f) {
 			pp.publishRead(&f)
 			continue
@@ -664,7 +678,7 @@ func (pp *pipe) dropTail(v uint64, f *freer) bool {
 // that leaves nothing unread; then it publishes the position.
 func (pp *pipe) consume(n int, w uint64) {
 	slots := *pp.slots.Load()
-	f := freer{pool: pp.pool, shard: pp.shard}
+	f := freer{pool: pp.pool, shard: pp.rshard}
 	for end := pp.rpos + uint64(n); pp.rpos < end; {
 		next := min(end, (pp.rpos/pp.bs+1)*pp.bs)
 		if next%pp.bs == 0 {
@@ -855,7 +869,7 @@ func (pp *pipe) reclaim() {
 // held, so nobody else is in the stream.
 func (pp *pipe) freeAll() {
 	slots := *pp.slots.Load()
-	f := freer{pool: pp.pool, shard: pp.shard}
+	f := freer{pool: pp.pool, shard: pp.rshard}
 	v := pp.written.Load()
 	w := v >> posShift
 	for k := pp.rpos / pp.bs; k < w/pp.bs; k++ {

@@ -2,6 +2,7 @@ package park
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"time"
 
@@ -15,8 +16,9 @@ import (
 // Fast path: with nobody queued, TryAcquire takes n units from the
 // caller's shard with one CAS, and Release returns them to the caller's
 // shard with one Add and one load of queued. A TryAcquire that finds too
-// few units in its shard gathers them from the others, and gives back what
-// it gathered if the total falls short. The slow path is a FIFO queue of
+// few units in its shard gathers them from the others, taking half of what
+// each has so that its shard has a stock for the next ones, and gives back
+// what it gathered if the total falls short. The slow path is a FIFO queue of
 // waiter nodes under mu; each node sleeps on its own Event, so a release
 // wakes exactly the waiters it satisfies and nobody else.
 //
@@ -48,6 +50,12 @@ type Sema struct {
 
 	counts []count // available units, by shard; len(counts) == mask+1
 	mask   int
+
+	// stealing counts the steals in progress and steals the finished
+	// ones: a steal moves units between shards, so Available sums the
+	// shards only while none runs (see Available).
+	stealing atomic.Int32
+	steals   atomic.Uint32
 
 	waiting atomic.Int32 // nodes in the queue, for Stats
 	waits   atomic.Uint64
@@ -104,13 +112,25 @@ func (s *Sema) Init(n uint64, shards int) {
 }
 
 // Available returns the units not held by anyone: a snapshot, summed over
-// the shards one by one.
+// the shards one by one in index order (so units taken from one shard and
+// given back to a later one while it sums are seen given back, not held
+// twice). It sums again if a steal ran meanwhile, since a
+// steal's units are in neither shard while it moves them, and a sum taken
+// then could be off by half a shard, not just by the calls in flight.
 func (s *Sema) Available() uint64 {
-	var n uint64
-	for i := range s.counts {
-		n += s.counts[i].n.Load()
+	for {
+		g := s.steals.Load()
+		if s.stealing.Load() == 0 {
+			var n uint64
+			for i := range s.counts {
+				n += s.counts[i].n.Load()
+			}
+			if s.stealing.Load() == 0 && s.steals.Load() == g {
+				return n
+			}
+		}
+		runtime.Gosched()
 	}
-	return n
 }
 
 // Waiting returns the number of queued waiters: a snapshot.
@@ -140,14 +160,53 @@ func (s *Sema) TryAcquire(n uint64, shard int) bool {
 	if s.mask == 0 {
 		return false
 	}
-	got := s.collect(n, shard)
-	if got == n {
+	s.stealing.Inc()
+	defer func() {
+		s.steals.Inc()
+		s.stealing.Dec()
+	}()
+	got := s.steal(n, shard)
+	if got >= n {
+		if got > n {
+			s.Release(got-n, shard)
+		}
 		return true
 	}
 	if got > 0 {
 		s.Release(got, shard)
 	}
 	return false
+}
+
+// steal takes at least n units, if the shards have them, and returns how
+// many it took: from each other shard in turn, what is still missing or
+// half of what the shard has, whichever is more, and then what is still
+// missing from the caller's own shard. The
+// surplus goes to the caller's shard, so that a caller whose shard keeps
+// running dry (one that takes units where others give them back) comes
+// back here once for many units, not once for each.
+func (s *Sema) steal(n uint64, shard int) uint64 {
+	var got uint64
+	// The caller's own shard comes last (i == mask+1), for what it still
+	// has: fewer than n, or the caller would not be here.
+	for i := 1; i <= s.mask+1 && got < n; i++ {
+		c := &s.counts[(shard+i)&s.mask].n
+		for {
+			v := c.Load()
+			k := min(v, n-got)
+			if i <= s.mask {
+				k = min(v, max(n-got, v/2))
+			}
+			if k == 0 {
+				break
+			}
+			if c.CompareAndSwap(v, v-k) {
+				got += k
+				break
+			}
+		}
+	}
+	return got
 }
 
 // collect takes up to n units from the shards, shard first, and returns

@@ -85,6 +85,34 @@ func TestSemaInit(t *testing.T) {
 	}
 }
 
+// TestSemaStealsInBulk: a TryAcquire whose shard is dry takes half of
+// another shard's units, keeps the surplus in its own shard for the next
+// calls, and only then looks further.
+func TestSemaStealsInBulk(t *testing.T) {
+	var s Sema
+	s.Init(40, 2) // 20 per shard
+	require.True(t, s.TryAcquire(20, 0))
+	require.True(t, s.TryAcquire(1, 0), "shard 0 is dry: steal from shard 1")
+	assert.Equal(t, uint64(10), s.counts[1].n.Load(), "half of shard 1 was taken")
+	assert.Equal(t, uint64(9), s.counts[0].n.Load(), "the surplus stays in shard 0")
+	for range 9 {
+		require.True(t, s.TryAcquire(1, 0))
+	}
+	assert.Equal(t, uint64(10), s.counts[1].n.Load(), "the next 9 came from shard 0's stock")
+	require.True(t, s.TryAcquire(8, 0), "more than half is missing: take what is missing")
+	assert.Equal(t, uint64(2), s.counts[1].n.Load())
+	assert.Equal(t, uint64(0), s.counts[0].n.Load())
+	assert.False(t, s.TryAcquire(3, 0), "2 units left in all")
+	assert.Equal(t, uint64(2), s.Available(), "a failed steal gives back what it took")
+	s.Release(1, 1)
+	s.counts[0].n.Store(1)
+	s.counts[1].n.Store(2)
+	require.True(t, s.TryAcquire(3, 0), "1 unit of its own and 2 stolen")
+	assert.Equal(t, uint64(0), s.Available())
+	s.Release(40, 1)
+	checkIdle(t, &s, 40)
+}
+
 // TestSemaShards checks that a TryAcquire gathers units from other shards
 // when its own has too few, gives them back when all shards together have
 // too few, and that a queued waiter collects units released into any
