@@ -463,9 +463,14 @@ func (pp *pipe) giveBack(blk uint32, fresh bool) {
 		pp.pool.freeBlock(blk, pp.shard)
 		return
 	}
+	pp.setWritten(tailFree)
+}
+
+// setWritten sets flag in written, whatever else changes it meanwhile.
+func (pp *pipe) setWritten(flag uint64) {
 	for {
 		v := pp.written.Load()
-		if pp.written.CompareAndSwap(v, v|tailFree) {
+		if pp.written.CompareAndSwap(v, v|flag) {
 			return
 		}
 	}
@@ -602,12 +607,7 @@ func (w *PipeWriter) CloseWithError(err error) error {
 	pp.closeMu.Lock()
 	if pp.written.Load()&wclosed == 0 {
 		pp.werr = err
-		for {
-			v := pp.written.Load()
-			if pp.written.CompareAndSwap(v, v|wclosed) {
-				break
-			}
-		}
+		pp.setWritten(wclosed)
 	}
 	pp.closeMu.Unlock()
 	pp.data.Wake()

@@ -181,30 +181,17 @@ func (s *Sema) TryAcquire(n uint64, shard int) bool {
 // steal takes at least n units, if the shards have them, and returns how
 // many it took: from each other shard in turn, what is still missing or
 // half of what the shard has, whichever is more, and then what is still
-// missing from the caller's own shard. The
-// surplus goes to the caller's shard, so that a caller whose shard keeps
-// running dry (one that takes units where others give them back) comes
-// back here once for many units, not once for each.
+// missing from the caller's own shard. The surplus goes to the caller's
+// shard, so that a caller whose shard keeps running dry (one that takes
+// units where others give them back) comes back here once for many units,
+// not once for each.
 func (s *Sema) steal(n uint64, shard int) uint64 {
 	var got uint64
-	// The caller's own shard comes last (i == mask+1), for what it still
-	// has: fewer than n, or the caller would not be here.
-	for i := 1; i <= s.mask+1 && got < n; i++ {
-		c := &s.counts[(shard+i)&s.mask].n
-		for {
-			v := c.Load()
-			k := min(v, n-got)
-			if i <= s.mask {
-				k = min(v, max(n-got, v/2))
-			}
-			if k == 0 {
-				break
-			}
-			if c.CompareAndSwap(v, v-k) {
-				got += k
-				break
-			}
-		}
+	for i := 1; i <= s.mask && got < n; i++ {
+		got += take(&s.counts[(shard+i)&s.mask].n, n-got, true)
+	}
+	if got < n {
+		got += take(&s.counts[shard&s.mask].n, n-got, false)
 	}
 	return got
 }
@@ -214,20 +201,26 @@ func (s *Sema) steal(n uint64, shard int) uint64 {
 func (s *Sema) collect(n uint64, shard int) uint64 {
 	var got uint64
 	for i := 0; i <= s.mask && got < n; i++ {
-		c := &s.counts[(shard+i)&s.mask].n
-		for {
-			v := c.Load()
-			k := min(v, n-got)
-			if k == 0 {
-				break
-			}
-			if c.CompareAndSwap(v, v-k) {
-				got += k
-				break
-			}
-		}
+		got += take(&s.counts[(shard+i)&s.mask].n, n-got, false)
 	}
 	return got
+}
+
+// take takes from the count c up to need units, or, if half, half of what
+// c has when that is more, and returns how many it took. Units leave a
+// count only here, by CAS, so a count never goes below zero.
+func take(c *atomic.Uint64, need uint64, half bool) uint64 {
+	for {
+		v := c.Load()
+		k := need
+		if half {
+			k = max(k, v/2)
+		}
+		k = min(k, v)
+		if k == 0 || c.CompareAndSwap(v, v-k) {
+			return k
+		}
+	}
 }
 
 // Release returns n units to shard and wakes the queued waiters they
