@@ -1437,3 +1437,66 @@ func TestPipeNegativeMaxBufferedPanics(t *testing.T) {
 	require.Contains(t, msg, "-1")
 	require.Equal(t, 0, pool.Stats().BlocksInUse)
 }
+
+// TestPipeCloseWhileBusy closes the reader while a writer and a reader are
+// in the middle of their calls, many times over: whichever of the three
+// leaves the pipe last must give every block back (reclaim), so after both
+// calls have returned the pool holds no block and nobody waits.
+func TestPipeCloseWhileBusy(t *testing.T) {
+	rounds := 300
+	if testing.Short() || raceEnabled {
+		rounds = 60
+	}
+	const bs = 64
+	pool := testPool(t, 64*bs, bs)
+	data := pipeRandomData(1000, 15)
+	for round := range rounds {
+		rng := rand.New(rand.NewPCG(uint64(round), 6))
+		r, w := pool.NewPipe(1 + rng.IntN(8*bs))
+		readFrom, writeTo := round%2 == 1, round%4 >= 2
+		werr := make(chan error, 1)
+		go func() {
+			if readFrom {
+				_, err := w.ReadFrom(pipeZeroReader{})
+				werr <- err
+				return
+			}
+			for {
+				if _, err := w.Write(data[:1+rng.IntN(len(data))]); err != nil {
+					werr <- err
+					return
+				}
+			}
+		}()
+		rerr := make(chan error, 1)
+		go func() {
+			if writeTo {
+				_, err := r.WriteTo(io.Discard)
+				rerr <- err
+				return
+			}
+			buf := make([]byte, 300)
+			for {
+				if _, err := r.Read(buf[:1+round%len(buf)]); err != nil {
+					rerr <- err
+					return
+				}
+			}
+		}()
+		for range rng.IntN(50) {
+			runtime.Gosched()
+		}
+		require.NoError(t, r.Close())
+		for name, ch := range map[string]chan error{"writer": werr, "reader": rerr} {
+			select {
+			case err := <-ch:
+				require.Equal(t, io.ErrClosedPipe, err, "round %d: the %s's error", round, name)
+			case <-time.After(waitTimeout):
+				require.FailNow(t, "a call did not return after the reader closed", "round %d: the %s", round, name)
+			}
+		}
+		st := pool.Stats()
+		require.Equal(t, 0, st.BlocksInUse, "round %d: blocks left after both calls returned", round)
+		require.Equal(t, 0, st.Waiters, "round %d", round)
+	}
+}
