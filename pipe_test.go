@@ -1461,8 +1461,9 @@ func TestPipeCloseWhileBusy(t *testing.T) {
 				werr <- err
 				return
 			}
+			wrng := rand.New(rand.NewPCG(uint64(round), 7)) // its own: rng is the closer's
 			for {
-				if _, err := w.Write(data[:1+rng.IntN(len(data))]); err != nil {
+				if _, err := w.Write(data[:1+wrng.IntN(len(data))]); err != nil {
 					werr <- err
 					return
 				}
