@@ -1134,17 +1134,22 @@ type readerFunc func([]byte) (int, error)
 
 func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
 
-// Data written while WriteTo runs goes behind what WriteTo puts back.
+// Data written while WriteTo runs goes behind what WriteTo puts back, less
+// what was read meanwhile: the blocks put back and those written meanwhile
+// may each end or start mid-block.
 func TestWriteToPutsBackBeforeConcurrentWrites(t *testing.T) {
 	const bs = 16
-	for _, c := range []struct{ size, k, inner int }{
-		{3 * bs, 5, 1},
-		{3 * bs, 5, 40},
-		{3 * bs, bs + 1, 200},
-		{10 * bs, 0, 30 * bs},
-		{bs / 2, 3, 5},
+	for _, c := range []struct{ size, k, inner, innerRead int }{
+		{3 * bs, 5, 1, 0},
+		{3 * bs, 5, 40, 0},
+		{3 * bs, bs + 1, 200, 0},
+		{10 * bs, 0, 30 * bs, 0},
+		{bs / 2, 3, 5, 0},
+		{bs / 2, 3, 2 * bs, 3},
+		{3*bs - 1, 2*bs + 3, 3 * bs, bs + 2},
+		{2 * bs, 2*bs - 1, bs, bs},
 	} {
-		t.Run(fmt.Sprintf("size=%d/took=%d/inner=%d", c.size, c.k, c.inner), func(t *testing.T) {
+		t.Run(fmt.Sprintf("size=%d/took=%d/inner=%d/innerRead=%d", c.size, c.k, c.inner, c.innerRead), func(t *testing.T) {
 			p := testPool(t, 0, bs)
 			b := p.NewBytes(0)
 			defer b.Free()
@@ -1158,6 +1163,12 @@ func TestWriteToPutsBackBeforeConcurrentWrites(t *testing.T) {
 				if calls++; calls == 1 {
 					_, werr := b.Write(more) // another writer of b, while WriteTo runs
 					assert.NoError(t, werr)
+					if c.innerRead > 0 { // and another reader
+						r := make([]byte, c.innerRead)
+						k, rerr := b.Read(r)
+						assert.NoError(t, rerr)
+						assert.Equal(t, more[:c.innerRead], r[:k])
+					}
 				}
 				k := min(len(q), c.k-got.Len())
 				got.Write(q[:k])
@@ -1169,7 +1180,10 @@ func TestWriteToPutsBackBeforeConcurrentWrites(t *testing.T) {
 			assert.ErrorIs(t, err, errTest)
 			assert.Equal(t, int64(c.k), n)
 			assert.Equal(t, data[:c.k], nonNil(got.Bytes()))
-			want := append(append([]byte{}, data[c.k:]...), more...)
+			after := fill(bs+3, 3) // fills the room of the last block first
+			_, err = b.Write(after)
+			require.NoError(t, err)
+			want := append(append(append([]byte{}, data[c.k:]...), more[c.innerRead:]...), after...)
 			assert.Equal(t, len(want), b.Len())
 			assert.Equal(t, want, readAll(t, b))
 			assert.Equal(t, 0, p.Stats().BlocksInUse)

@@ -1012,7 +1012,7 @@ func TestShards(t *testing.T) {
 		homes[st.c.shard] = true
 		_, err := bufs[i].Write(bytes.Repeat([]byte{byte(i)}, bs))
 		require.NoError(t, err)
-		blockOf[st.c.shard] = st.c.ext[st.c.first].blk
+		blockOf[st.c.shard] = st.c.head
 	}
 	require.Len(t, homes, 4, "four Bytes made in a row have four home shards")
 	for _, b := range bufs {
@@ -1028,7 +1028,7 @@ func TestShards(t *testing.T) {
 		_, err := b.Write([]byte{1})
 		require.NoError(t, err)
 		st := b.st
-		assert.Equal(t, blockOf[st.c.shard], st.c.ext[st.c.first].blk, "shard %d", st.c.shard)
+		assert.Equal(t, blockOf[st.c.shard], st.c.head, "shard %d", st.c.shard)
 		b.Reset()
 	}
 

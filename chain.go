@@ -7,34 +7,78 @@ import (
 	"sync"
 )
 
-// This file holds the chain: the FIFO of block extents behind a Bytes. The
-// chain does no locking of its own; the Bytes' mutex guards
-// every method.
+// This file holds the chain: the FIFO of blocks behind a Bytes. The chain
+// does no locking of its own; the Bytes' mutex guards every method.
 
 // noBlock is the block index that names no block.
 const noBlock = ^uint32(0)
 
-// extent is the unread part of one block: bytes [off, end) of block blk.
-type extent struct {
-	blk, off, end uint32
+// A link is the chain bookkeeping of one block, kept by the pool beside the
+// block (see slabLists): the block's unread bytes are [off, end), and next
+// is the block after it in its chain. Only the holder of the block reads or
+// writes its link; the free rings that pass a block from one holder to the
+// next order the two holders' accesses, as they do for the block's bytes.
+type link struct {
+	next, off, end uint32
 }
 
-// chain is a FIFO of extents, oldest first. The extents in ext[first:] are
-// live; every block they name is held by the chain and goes back to the pool
-// when its extent is dropped. All extents are full to the end of their block
-// except the last one, whose free tail ("room") the next write fills, and
-// the first extent may start past the front of its block.
+// blockList is a list of blocks strung together by their links: head, then
+// link(head).next, and so on, blocks times, ending at tail. head and tail
+// are meaningful only when blocks > 0.
+type blockList struct {
+	head, tail uint32
+	blocks     int
+}
+
+// pushBack appends block blk, whose link next the caller sets to noBlock.
+func (l *blockList) pushBack(p *BytesPool, blk uint32) {
+	if l.blocks == 0 {
+		l.head = blk
+	} else {
+		p.link(l.tail).next = blk
+	}
+	l.tail = blk
+	l.blocks++
+}
+
+// pop drops the first block and returns it.
+func (l *blockList) pop(p *BytesPool) uint32 {
+	blk := l.head
+	l.head = p.link(blk).next
+	l.blocks--
+	return blk
+}
+
+// pushFront puts the blocks of front before those of l.
+func (l *blockList) pushFront(p *BytesPool, front blockList) {
+	switch {
+	case front.blocks == 0:
+		return
+	case l.blocks == 0:
+		l.tail = front.tail
+	default:
+		p.link(front.tail).next = l.head
+	}
+	l.head = front.head
+	l.blocks += front.blocks
+}
+
+// chain is the FIFO of blocks behind a Bytes, oldest first. Every block in
+// the chain is held by it and goes back to the pool when the chain drops
+// it. Usually every block but the first starts at its front and every block
+// but the last is full to its end, so the last one's free tail ("room") is
+// where the next write goes; a WriteTo that puts back what its writer did
+// not take can leave a block that is not full in the middle.
 //
 // Invariants, under the owner's lock:
-//   - n is the sum of end-off over the live extents;
-//   - each block appears in at most one extent, live or detached, and a
-//     block in an extent is written only through that extent's room.
+//   - n is the sum of end-off over the blocks of the chain;
+//   - each block is in at most one chain, live or detached (see detachTo),
+//     and a block in a chain is written only through that chain's room.
 type chain struct {
 	pool  *BytesPool
-	shard int // the home shard of the pool's free rings (see BytesPool.rings)
-	ext   []extent
-	first int
-	n     int
+	shard int // the home shard of the pool's free rings (see BytesPool.slabs)
+	blockList
+	n int
 
 	// outBytes and outBlocks count what a WriteTo has detached and is
 	// writing with the lock released. Those bytes have left the chain
@@ -43,17 +87,17 @@ type chain struct {
 }
 
 // held returns the number of blocks the chain holds, in it or in flight.
-func (c *chain) held() int { return len(c.ext) - c.first + c.outBlocks }
+func (c *chain) held() int { return c.blocks + c.outBlocks }
 
 // size returns the number of bytes the chain holds, in it or in flight.
 func (c *chain) size() int { return c.n + c.outBytes }
 
 // room returns how many bytes fit in the last block without a new one.
 func (c *chain) room() int {
-	if c.first == len(c.ext) {
+	if c.blocks == 0 {
 		return 0
 	}
-	return c.pool.blockSize - int(c.ext[len(c.ext)-1].end)
+	return c.pool.blockSize - int(c.pool.link(c.tail).end)
 }
 
 // need returns the number of new blocks that n more bytes need.
@@ -64,16 +108,11 @@ func (c *chain) need(n int) int {
 	return 0
 }
 
-// push appends e.
-func (c *chain) push(e extent) {
-	if len(c.ext) == cap(c.ext) && c.first > 0 {
-		// Slide the live extents down instead of growing: a chain that
-		// is drained as fast as it is filled keeps its array.
-		c.ext = c.ext[:copy(c.ext, c.ext[c.first:])]
-		c.first = 0
-	}
-	c.ext = append(c.ext, e)
-	c.n += int(e.end - e.off)
+// push appends block blk holding bytes [0, end).
+func (c *chain) push(blk uint32, end int) {
+	*c.pool.link(blk) = link{next: noBlock, end: uint32(end)}
+	c.pushBack(c.pool, blk)
+	c.n += end
 }
 
 // bytesOrString is what the write paths copy from.
@@ -89,7 +128,7 @@ func write[T bytesOrString](c *chain, p T, fresh int) {
 		c.pool.getBlocks(batch, c.shard)
 		for _, i := range batch {
 			k := copy(c.pool.arena.Block(i), p)
-			c.push(extent{blk: i, end: uint32(k)})
+			c.push(i, k)
 			p = p[k:]
 		}
 		fresh -= len(batch)
@@ -102,8 +141,8 @@ func fillRoom[T bytesOrString](c *chain, p T) T {
 	if c.room() == 0 || len(p) == 0 {
 		return p
 	}
-	t := &c.ext[len(c.ext)-1]
-	k := copy(c.pool.arena.Block(t.blk)[t.end:], p)
+	t := c.pool.link(c.tail)
+	k := copy(c.pool.arena.Block(c.tail)[t.end:], p)
 	t.end += uint32(k)
 	c.n += k
 	return p[k:]
@@ -122,8 +161,7 @@ func (c *chain) appendBlock(blk uint32, n int) bool {
 	if len(rest) == 0 {
 		return false
 	}
-	k := copy(data, rest) // no-op when the last block had no room
-	c.push(extent{blk: blk, end: uint32(k)})
+	c.push(blk, copy(data, rest)) // the copy is a no-op when the last block had no room
 	return true
 }
 
@@ -145,23 +183,21 @@ func (c *chain) readBlock(mu *sync.Mutex, r io.Reader, blk uint32, limit int) (i
 	return n, err
 }
 
-// read moves the oldest unread bytes into p, drops the extents it empties
-// and returns their blocks to the pool.
+// read moves the oldest unread bytes into p, drops the blocks it empties
+// and returns them to the pool.
 func (c *chain) read(p []byte) int {
 	n := 0
 	f := freer{pool: c.pool, shard: c.shard}
-	for n < len(p) && c.first < len(c.ext) {
-		e := &c.ext[c.first]
-		k := copy(p[n:], c.pool.arena.Block(e.blk)[e.off:e.end])
-		e.off += uint32(k)
+	for n < len(p) && c.blocks > 0 {
+		h := c.pool.link(c.head)
+		k := copy(p[n:], c.pool.arena.Block(c.head)[h.off:h.end])
+		h.off += uint32(k)
 		c.n -= k
 		n += k
-		if e.off == e.end {
-			f.add(e.blk)
-			c.first++
+		if h.off == h.end {
+			f.add(c.pop(c.pool))
 		}
 	}
-	c.compact()
 	f.done()
 	return n
 }
@@ -169,36 +205,23 @@ func (c *chain) read(p []byte) int {
 // readByte removes and returns the oldest unread byte; the chain must not
 // be empty.
 func (c *chain) readByte() byte {
-	e := &c.ext[c.first]
-	v := c.pool.arena.Block(e.blk)[e.off]
-	e.off++
+	h := c.pool.link(c.head)
+	v := c.pool.arena.Block(c.head)[h.off]
+	h.off++
 	c.n--
-	if e.off == e.end {
-		c.pool.freeBlock(e.blk, c.shard)
-		c.first++
-		c.compact()
+	if h.off == h.end {
+		c.pool.freeBlock(c.pop(c.pool), c.shard)
 	}
 	return v
 }
 
-// compact forgets the dropped prefix once nothing is live, so that an empty
-// chain starts again at the front of its array.
-func (c *chain) compact() {
-	if c.first == len(c.ext) {
-		c.ext = c.ext[:0]
-		c.first = 0
-	}
-}
-
-// reset drops every extent.
+// reset drops every block.
 func (c *chain) reset() {
 	f := freer{pool: c.pool, shard: c.shard}
-	for _, e := range c.ext[c.first:] {
-		f.add(e.blk)
+	for c.blocks > 0 {
+		f.add(c.pop(c.pool))
 	}
 	f.done()
-	c.ext = c.ext[:0]
-	c.first = 0
 	c.n = 0
 }
 
@@ -209,39 +232,13 @@ func (c *chain) release(n int) {
 	}
 }
 
-// prepend puts es back in front of the live extents, in order.
-func (c *chain) prepend(es []extent) {
-	if len(es) == 0 {
-		return
-	}
-	live := len(c.ext) - c.first
-	if c.first >= len(es) {
-		c.first -= len(es)
-		copy(c.ext[c.first:], es)
-	} else {
-		need := len(es) + live
-		if cap(c.ext) < need {
-			grown := make([]extent, need, need+need/2)
-			copy(grown[len(es):], c.ext[c.first:])
-			c.ext = grown
-		} else {
-			c.ext = c.ext[:need]
-			copy(c.ext[len(es):], c.ext[c.first:c.first+live])
-		}
-		copy(c.ext, es)
-		c.first = 0
-	}
-	for _, e := range es {
-		c.n += int(e.end - e.off)
-	}
-}
-
-// writeToScratch is what WriteTo reuses between calls: the detached extents
-// and the buffers that point into their blocks. It lives on the heap so that
-// (*net.Buffers).WriteTo does not make the slice header escape per call.
+// writeToScratch is a WriteTo's view of the blocks it detached from the
+// chain, and the buffers that point into them. WriteTo reuses it between
+// calls; it lives on the heap so that (*net.Buffers).WriteTo does not make
+// the slice header escape per call.
 type writeToScratch struct {
-	out  []extent
-	bufs [][]byte    // the unread bytes of out, one slice per extent
+	blockList
+	bufs [][]byte    // the unread bytes of each detached block, in order
 	vec  net.Buffers // bufs as handed to a net.Conn, which consumes it
 }
 
@@ -256,20 +253,20 @@ func takeScratch(slot **writeToScratch) *writeToScratch {
 	return sc
 }
 
-// detachTo moves the live extents into sc.out and points sc.bufs at their
-// unread bytes.
+// detachTo moves every block of the chain into sc and points sc.bufs at
+// their unread bytes. The blocks' links stay as they are, and nobody else
+// touches them until settle.
 func (c *chain) detachTo(sc *writeToScratch) {
-	end := len(c.ext)
-	sc.out = append(sc.out[:0], c.ext[c.first:end]...)
+	sc.blockList = c.blockList
 	sc.bufs = sc.bufs[:0]
-	for _, e := range sc.out {
-		sc.bufs = append(sc.bufs, c.pool.arena.Block(e.blk)[e.off:e.end])
-		c.n -= int(e.end - e.off)
-		c.outBytes += int(e.end - e.off)
+	for i, blk := 0, c.head; i < c.blocks; i++ {
+		l := c.pool.link(blk)
+		sc.bufs = append(sc.bufs, c.pool.arena.Block(blk)[l.off:l.end])
+		blk = l.next
 	}
-	c.outBlocks += len(sc.out)
-	c.first = end
-	c.compact()
+	c.outBytes += c.n
+	c.outBlocks += c.blocks
+	c.n, c.blockList = 0, blockList{}
 }
 
 // writeOut writes sc.bufs to w. A net.Conn gets them all in one writev
@@ -295,40 +292,43 @@ func writeOut(w io.Writer, sc *writeToScratch) (int64, error) {
 	return n, nil
 }
 
-// settle finishes a write of the extents detached into sc, of which the
+// settle finishes a write of the blocks detached into sc, of which the
 // writer took the first n bytes: it frees the blocks taken in full, and puts
 // the rest back in front of the chain if keep is set, or frees them too (the
 // owner was closed meanwhile, and its counters reset). It returns the number
 // of bytes left unwritten.
 func (c *chain) settle(sc *writeToScratch, n int64, keep bool) int {
-	detached := 0
-	for _, e := range sc.out {
-		detached += int(e.end - e.off)
+	if keep {
+		for _, b := range sc.bufs {
+			c.outBytes -= len(b)
+		}
+		c.outBlocks -= sc.blocks
 	}
 	f := freer{pool: c.pool, shard: c.shard}
-	rest := sc.out
-	for len(rest) > 0 && n >= int64(rest[0].end-rest[0].off) {
-		n -= int64(rest[0].end - rest[0].off)
-		f.add(rest[0].blk)
+	rest := sc.bufs
+	for len(rest) > 0 && n >= int64(len(rest[0])) {
+		n -= int64(len(rest[0]))
 		rest = rest[1:]
+		f.add(sc.pop(c.pool))
 	}
+	left := 0
 	if len(rest) > 0 {
-		rest[0].off += uint32(n) // n < the length of rest[0] here
+		c.pool.link(sc.head).off += uint32(n) // n < len(rest[0]) here
+		for _, b := range rest {
+			left += len(b)
+		}
+		left -= int(n)
 	}
 	if keep {
-		c.outBytes -= detached
-		c.outBlocks -= len(sc.out)
-		c.prepend(rest)
+		// Put the rest back in front of what was written meanwhile.
+		c.pushFront(c.pool, sc.blockList)
+		c.n += left
 	} else {
-		for _, e := range rest {
-			f.add(e.blk)
+		for sc.blocks > 0 {
+			f.add(sc.pop(c.pool))
 		}
 	}
 	f.done()
 	clear(sc.bufs) // drop the references into the arena
-	left := 0
-	for _, e := range rest {
-		left += int(e.end - e.off)
-	}
 	return left
 }

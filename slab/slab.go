@@ -8,8 +8,8 @@
 // reservation costs address space, not resident memory.
 //
 // The arena never takes blocks back. Recycling is the job of the caller,
-// which typically keeps one free list per slab; [Arena.SlabOf] and
-// [Arena.SlabBlocks] expose the slab geometry for that purpose.
+// which typically keeps one free list per slab; [Arena.SlabOf], [Arena.Locate]
+// and [Arena.SlabBlocks] expose the slab geometry for that purpose.
 package slab
 
 import (
@@ -224,11 +224,20 @@ func (a *Arena) locate(i uint32) (k, j int) {
 // SlabOf returns the index of the slab that holds block i, or will hold it
 // once allocated. i must be below the arena's capacity.
 func (a *Arena) SlabOf(i uint32) int {
-	if a.mem != nil {
-		return 0
-	}
-	k, _ := a.locate(i)
+	k, _ := a.Locate(i)
 	return k
+}
+
+// Locate returns the slab that holds block i, or will hold it once
+// allocated, and the position of the block within that slab, counted in
+// blocks: block i is the pos-th block of slab k. A caller that keeps
+// per-block data beside each slab indexes it with pos. i must be below the
+// arena's capacity.
+func (a *Arena) Locate(i uint32) (k, pos int) {
+	if a.mem != nil {
+		return 0, int(i)
+	}
+	return a.locate(i)
 }
 
 // SlabBlocks returns the number of blocks in slab k, whether or not an

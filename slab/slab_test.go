@@ -122,6 +122,8 @@ func TestLimited(t *testing.T) {
 		require.Equal(t, want, i, "indices are handed out in order")
 		require.Equal(t, int(want)+1, a.Carved())
 		require.Equal(t, 0, a.SlabOf(i))
+		k, pos := a.Locate(i)
+		require.Equal(t, [2]int{0, int(i)}, [2]int{k, pos}, "Locate(%d)", i)
 		require.True(t, isZero(a.Block(i)), "a carved block is zero")
 	}
 	for range 3 {
@@ -188,6 +190,9 @@ func TestUnlimited(t *testing.T) {
 		require.Equal(t, want, i)
 		k := a.SlabOf(i)
 		require.True(t, starts[k] <= uint64(i) && uint64(i) < starts[k+1], "block %d in slab %d [%d, %d)", i, k, starts[k], starts[k+1])
+		lk, pos := a.Locate(i)
+		require.Equal(t, k, lk, "Locate(%d) slab", i)
+		require.Equal(t, int(uint64(i)-starts[k]), pos, "Locate(%d) position", i)
 		require.Equal(t, k+1, a.Slabs(), "slabs after carving block %d", i)
 		require.True(t, isZero(a.Block(i)), "a carved block is zero")
 	}
