@@ -20,6 +20,7 @@ type gcPeer struct {
 // (gc_bytespool_test.go).
 var gcPeers = []gcPeer{
 	{"syncpool-blocks", holdSyncPoolBlocks},
+	{"addcleanup", holdCleanups},
 	{"floor", holdFloor},
 	{"none", func(*testing.B) func() { return func() {} }},
 }
@@ -27,7 +28,9 @@ var gcPeers = []gcPeer{
 // BenchmarkGC times one forced garbage collection (runtime.GC, which also
 // finishes sweeping) while 256 MiB are held: in pool blocks (bytespool), in
 // 4 KiB blocks from a sync.Pool, in one big slice (floor), or not at all
-// (none).
+// (none). addcleanup holds no data, only what the reclaim contract of
+// SPEC.md costs any design that holds the data in 256 Bytes: 256 small
+// headers, each with a runtime.AddCleanup.
 func BenchmarkGC(b *testing.B) {
 	for _, peer := range gcPeers {
 		// The data is made once per peer, not once per b.N round, and
@@ -66,6 +69,25 @@ func holdSyncPoolBlocks(*testing.B) func() {
 		}
 		clear(held)
 	}
+}
+
+// holdCleanups holds gcHeld/1 MiB headers, as many as bytespool's Bytes,
+// each pointing to a body of a Bytes' size and carrying a runtime.AddCleanup
+// that would reclaim the body, as each Bytes header does.
+func holdCleanups(*testing.B) func() {
+	type body struct {
+		pool    *int
+		scratch *int
+		words   [12]uint64
+	}
+	type header struct{ b *body }
+	held := make([]*header, gcHeld/(1<<20))
+	for i := range held {
+		b := new(body)
+		held[i] = &header{b}
+		runtime.AddCleanup(held[i], func(b *body) { b.words[0] = 0 }, b)
+	}
+	return func() { clear(held) }
 }
 
 // holdFloor holds the data in one pointer-free slice, which the collector
