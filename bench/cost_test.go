@@ -2,9 +2,11 @@ package bench
 
 import (
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // BenchmarkCost measures the primitives that the pool's fast paths are made
@@ -17,7 +19,15 @@ import (
 //   - syncpool: one sync.Pool Get and Put, which touch only the P's own
 //     cache;
 //   - handoff: one cache-line transfer between two goroutines that take
-//     turns incrementing a shared word, on two Ps (half a round trip).
+//     turns incrementing a shared word, on two Ps (half a round trip);
+//   - gaps: one read of the clock in a tight loop, with a second goroutine
+//     copying beside it as in BenchmarkLatency. Whenever two reads are more
+//     than 1µs apart, the goroutine was held up by something outside the
+//     program (an interrupt, the hypervisor, the other core's work); it
+//     reports how often that happened ("us-between-gaps") and the median
+//     length of a gap ("gap-p50-ns"). An op of t ns is hit by a gap with a
+//     chance of about t/us-between-gaps, which bounds what Latency's
+//     p99.9/p50 can be on the machine.
 //
 // It has no peer= part, so bench/cmd/ratios leaves it out.
 func BenchmarkCost(b *testing.B) {
@@ -97,6 +107,39 @@ func BenchmarkCost(b *testing.B) {
 		// Two transfers per iteration of each side's loop: report one.
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(2*n), "ns/transfer")
 	})
+	b.Run("op=gaps", gapProbe)
+}
+
+// gapProbe is op=gaps of BenchmarkCost.
+func gapProbe(b *testing.B) {
+	var stop atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		src, dst := payload(1<<10, 1), make([]byte, 1<<10)
+		for !stop.Load() {
+			copy(dst, src)
+		}
+	}()
+	var gaps []time.Duration
+	b.ResetTimer()
+	last := time.Now()
+	for range b.N {
+		now := time.Now()
+		if d := now.Sub(last); d > time.Microsecond {
+			gaps = append(gaps, d)
+		}
+		last = now
+	}
+	b.StopTimer()
+	stop.Store(true)
+	<-done
+	if len(gaps) == 0 {
+		return
+	}
+	slices.Sort(gaps)
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(len(gaps)), "us-between-gaps")
+	b.ReportMetric(float64(percentile(gaps, 0.5)), "gap-p50-ns")
 }
 
 // sink keeps op=load's sum alive.
