@@ -76,16 +76,15 @@ func holdSyncPoolBlocks(*testing.B) func() {
 // that would reclaim the body, as each Bytes header does.
 func holdCleanups(*testing.B) func() {
 	type body struct {
-		pool    *int
-		scratch *int
-		words   [12]uint64
+		ptrs  [2]*int // a Bytes' body holds two pointers
+		words [12]uint64
 	}
 	type header struct{ b *body }
 	held := make([]*header, gcHeld/(1<<20))
 	for i := range held {
 		b := new(body)
 		held[i] = &header{b}
-		runtime.AddCleanup(held[i], func(b *body) { b.words[0] = 0 }, b)
+		runtime.AddCleanup(held[i], func(b *body) { b.ptrs[0], b.words[0] = nil, 0 }, b)
 	}
 	return func() { clear(held) }
 }
