@@ -1484,9 +1484,10 @@ func TestPipeCloseWhileBusy(t *testing.T) {
 				}
 			}
 		}()
-		for range rng.IntN(50) {
-			runtime.Gosched()
-		}
+		// A sleep rather than Gosched calls: with one P, each Gosched
+		// would wait out the time slice of the two ends, which hand the P
+		// to each other directly.
+		time.Sleep(time.Duration(rng.IntN(50)) * time.Microsecond)
 		require.NoError(t, r.Close())
 		for name, ch := range map[string]chan error{"writer": werr, "reader": rerr} {
 			select {
