@@ -136,8 +136,8 @@ type BytesPool struct {
 // where the block sits in the chain of the Bytes that holds it. Keeping the
 // links here, in one pointer-free array per slab, rather than in each
 // Bytes, means a Bytes holds no memory of its own that grows with its
-// data, and the garbage collector has nothing per Bytes to sweep but its
-// header.
+// data: whatever it holds, the garbage collector sees the same few small
+// objects per Bytes (its header, its state and its cleanup).
 type slabLists struct {
 	rings []*ring.Ring
 	links []link
