@@ -102,8 +102,6 @@ type BytesPool struct {
 	// slabs[k] is what the pool keeps beside slab k of the arena: its
 	// free rings and its blocks' links (see slabLists). It is published
 	// before any block of the slab is handed out, and nslabs only grows.
-	// links0 is slab 0's links when the arena is limited, so that the
-	// chains of a limited pool find a link without an atomic load.
 	//
 	// Shards keep blocks on the core that used them last: every Bytes and
 	// pipe has a home shard, gets blocks from it first and frees blocks
@@ -117,8 +115,7 @@ type BytesPool struct {
 	slabs     [maxSlabs]atomic.Pointer[slabLists]
 	nslabs    atomic.Int32
 	slabsMu   sync.Mutex // serialises adding a slab's lists
-	links0    []link
-	shardMask int // shards-1; the number of shards is a power of two
+	shardMask int        // shards-1; the number of shards is a power of two
 	nextShard atomic.Uint32
 
 	headers sync.Pool // *Bytes; each carries a cleanup registered once
@@ -213,7 +210,6 @@ func makePool(cfg Config, memName, blockName string) (*BytesPool, string) {
 		p.capacity = min(slab.MaxBlocks, math.MaxInt/bs)
 	} else {
 		p.addSlab(0)
-		p.links0 = p.slabs[0].Load().links
 	}
 	p.sema.Init(uint64(p.capacity), p.shardMask+1)
 	p.headers.New = p.newHeader
@@ -344,9 +340,6 @@ func (p *BytesPool) addSlab(k int) {
 
 // link returns the link of block i, which the caller holds.
 func (p *BytesPool) link(i uint32) *link {
-	if p.links0 != nil {
-		return &p.links0[i]
-	}
 	k, j := p.arena.Locate(i)
 	return &p.slabs[k].Load().links[j]
 }
@@ -401,6 +394,8 @@ type freer struct {
 	total int
 }
 
+// add queues block i. It is called once per block, so it is kept small
+// enough to inline; flush, its rare case, is kept out of line for that.
 func (f *freer) add(i uint32) {
 	if f.n == len(f.buf) {
 		f.flush()
@@ -409,6 +404,7 @@ func (f *freer) add(i uint32) {
 	f.n++
 }
 
+//go:noinline
 func (f *freer) flush() {
 	f.pool.putBlocks(f.buf[:f.n], f.shard)
 	f.total += f.n

@@ -23,41 +23,47 @@ type link struct {
 }
 
 // blockList is a list of blocks strung together by their links: head, then
-// link(head).next, and so on, blocks times, ending at tail. head and tail
-// are meaningful only when blocks > 0.
+// link(head).next, and so on, blocks times, ending at tail, whose link is
+// last. head, tail and last are meaningful only when blocks > 0.
+//
+// Its methods take the links they need from the caller, who has looked
+// them up anyway, and are small enough to inline into the loops that call
+// them once per block.
 type blockList struct {
 	head, tail uint32
+	last       *link
 	blocks     int
 }
 
-// pushBack appends block blk, whose link next the caller sets to noBlock.
-func (l *blockList) pushBack(p *BytesPool, blk uint32) {
+// pushBack appends block blk, whose link is bl; the caller has set
+// bl.next to noBlock.
+func (l *blockList) pushBack(blk uint32, bl *link) {
 	if l.blocks == 0 {
 		l.head = blk
 	} else {
-		p.link(l.tail).next = blk
+		l.last.next = blk
 	}
-	l.tail = blk
+	l.tail, l.last = blk, bl
 	l.blocks++
 }
 
-// pop drops the first block and returns it.
-func (l *blockList) pop(p *BytesPool) uint32 {
+// pop drops the first block, whose link is h, and returns it.
+func (l *blockList) pop(h *link) uint32 {
 	blk := l.head
-	l.head = p.link(blk).next
+	l.head = h.next
 	l.blocks--
 	return blk
 }
 
 // pushFront puts the blocks of front before those of l.
-func (l *blockList) pushFront(p *BytesPool, front blockList) {
+func (l *blockList) pushFront(front blockList) {
 	switch {
 	case front.blocks == 0:
 		return
 	case l.blocks == 0:
-		l.tail = front.tail
+		l.tail, l.last = front.tail, front.last
 	default:
-		p.link(front.tail).next = l.head
+		front.last.next = l.head
 	}
 	l.head = front.head
 	l.blocks += front.blocks
@@ -97,7 +103,7 @@ func (c *chain) room() int {
 	if c.blocks == 0 {
 		return 0
 	}
-	return c.pool.blockSize - int(c.pool.link(c.tail).end)
+	return c.pool.blockSize - int(c.last.end)
 }
 
 // need returns the number of new blocks that n more bytes need.
@@ -108,10 +114,10 @@ func (c *chain) need(n int) int {
 	return 0
 }
 
-// push appends block blk holding bytes [0, end).
-func (c *chain) push(blk uint32, end int) {
-	*c.pool.link(blk) = link{next: noBlock, end: uint32(end)}
-	c.pushBack(c.pool, blk)
+// push appends block blk, whose link is l, holding bytes [0, end).
+func (c *chain) push(blk uint32, l *link, end int) {
+	*l = link{next: noBlock, end: uint32(end)}
+	c.pushBack(blk, l)
 	c.n += end
 }
 
@@ -128,8 +134,8 @@ func write[T bytesOrString](c *chain, p T, fresh int) {
 		c.pool.getBlocks(batch, c.shard)
 		for _, i := range batch {
 			k := copy(c.pool.arena.Block(i), p)
-			c.push(i, k)
 			p = p[k:]
+			c.push(i, c.pool.link(i), k)
 		}
 		fresh -= len(batch)
 	}
@@ -141,9 +147,8 @@ func fillRoom[T bytesOrString](c *chain, p T) T {
 	if c.room() == 0 || len(p) == 0 {
 		return p
 	}
-	t := c.pool.link(c.tail)
-	k := copy(c.pool.arena.Block(c.tail)[t.end:], p)
-	t.end += uint32(k)
+	k := copy(c.pool.arena.Block(c.tail)[c.last.end:], p)
+	c.last.end += uint32(k)
 	c.n += k
 	return p[k:]
 }
@@ -161,7 +166,7 @@ func (c *chain) appendBlock(blk uint32, n int) bool {
 	if len(rest) == 0 {
 		return false
 	}
-	c.push(blk, copy(data, rest)) // the copy is a no-op when the last block had no room
+	c.push(blk, c.pool.link(blk), copy(data, rest)) // the copy is a no-op when the last block had no room
 	return true
 }
 
@@ -195,7 +200,7 @@ func (c *chain) read(p []byte) int {
 		c.n -= k
 		n += k
 		if h.off == h.end {
-			f.add(c.pop(c.pool))
+			f.add(c.pop(h))
 		}
 	}
 	f.done()
@@ -210,7 +215,7 @@ func (c *chain) readByte() byte {
 	h.off++
 	c.n--
 	if h.off == h.end {
-		c.pool.freeBlock(c.pop(c.pool), c.shard)
+		c.pool.freeBlock(c.pop(h), c.shard)
 	}
 	return v
 }
@@ -219,7 +224,7 @@ func (c *chain) readByte() byte {
 func (c *chain) reset() {
 	f := freer{pool: c.pool, shard: c.shard}
 	for c.blocks > 0 {
-		f.add(c.pop(c.pool))
+		f.add(c.pop(c.pool.link(c.head)))
 	}
 	f.done()
 	c.n = 0
@@ -309,7 +314,7 @@ func (c *chain) settle(sc *writeToScratch, n int64, keep bool) int {
 	for len(rest) > 0 && n >= int64(len(rest[0])) {
 		n -= int64(len(rest[0]))
 		rest = rest[1:]
-		f.add(sc.pop(c.pool))
+		f.add(sc.pop(c.pool.link(sc.head)))
 	}
 	left := 0
 	if len(rest) > 0 {
@@ -321,11 +326,11 @@ func (c *chain) settle(sc *writeToScratch, n int64, keep bool) int {
 	}
 	if keep {
 		// Put the rest back in front of what was written meanwhile.
-		c.pushFront(c.pool, sc.blockList)
+		c.pushFront(sc.blockList)
 		c.n += left
 	} else {
 		for sc.blocks > 0 {
-			f.add(sc.pop(c.pool))
+			f.add(sc.pop(c.pool.link(sc.head)))
 		}
 	}
 	f.done()

@@ -46,22 +46,24 @@ const (
 // An Arena is memory carved into blocks of BlockSize bytes. Create one with
 // [New]. An Arena is safe for concurrent use.
 //
-// A limited arena (maxBlocks > 0) is one slab of maxBlocks blocks, reserved
-// by New. An unlimited arena grows slab by slab: slab 0 holds B0 blocks,
-// where B0 is the smallest power of two with B0*BlockSize >= 256 KiB, and
-// slab k holds B0<<k blocks, so n blocks need only about log2(n/B0) slabs.
+// Slab k holds B0<<k blocks (B0 a power of two), cut short at the arena's
+// capacity. An unlimited arena grows slab by slab, with B0 the smallest
+// power of two such that B0*BlockSize >= 256 KiB, so n blocks need only
+// about log2(n/B0) slabs. A limited arena (maxBlocks > 0) is the same
+// geometry with B0 >= maxBlocks: one slab of maxBlocks blocks, reserved by
+// New. Both kinds thus find a block the same way, without a branch, which
+// keeps Block small enough to inline.
 type Arena struct {
-	// Immutable after New. Methods tell a limited arena by mem != nil:
-	// Block needs mem loaded anyway, so the test costs no extra load.
+	// Immutable after New.
 	blockSize int
 	limit     int    // maxBlocks as given to New; 0 = unlimited
 	capacity  uint64 // blocks this arena can ever hold (see New); <= MaxBlocks
-	b0shift   uint   // log2(B0); unlimited arenas only
-	mem       []byte // the single slab of a limited arena; nil if unlimited
+	b0shift   uint   // log2(B0)
 
-	// slabs[k] is slab k of an unlimited arena, nil until grow publishes it.
-	// Each entry is written once, by grow under mu, before avail is raised
-	// to cover its blocks; Block loads it without a lock.
+	// slabs[k] is slab k, nil until published: by New for the single
+	// slab of a limited arena, by grow under mu for an unlimited one.
+	// Each entry is written once, before avail is raised to cover its
+	// blocks; Block loads it without a lock.
 	slabs [maxSlabs]atomic.Pointer[[]byte]
 
 	_ [cacheLine]byte
@@ -114,7 +116,9 @@ func New(blockSize, maxBlocks int) *Arena {
 	a := &Arena{blockSize: blockSize, limit: maxBlocks}
 	if maxBlocks > 0 {
 		a.capacity = uint64(maxBlocks)
-		a.mem = make([]byte, maxBlocks*blockSize)
+		a.b0shift = uint(bits.Len64(uint64(maxBlocks - 1))) // B0 >= maxBlocks
+		mem := make([]byte, maxBlocks*blockSize)
+		a.slabs[0].Store(&mem)
 		a.avail.Store(a.capacity)
 		return a
 	}
@@ -163,11 +167,8 @@ func (a *Arena) Carve() (i uint32, ok bool) {
 
 // grow makes block n available, allocating the next slab of an unlimited
 // arena if no other goroutine has done so yet. It reports false if the
-// arena is full.
+// arena is full, as a limited one always is: its avail is its capacity.
 func (a *Arena) grow(n uint64) bool {
-	if a.mem != nil {
-		return false // a limited arena never grows
-	}
 	a.mu.Lock()
 	// Deferred so that a panic in make (address space exhausted), if
 	// recovered by the caller, does not leave the arena locked forever.
@@ -199,26 +200,10 @@ func (a *Arena) Carved() int { return int(a.carved.Load()) }
 // append to it can never write into the next block. i must have been
 // returned by Carve; Block may panic otherwise. Block takes no lock.
 func (a *Arena) Block(i uint32) []byte {
-	n := a.blockSize
-	if a.mem != nil {
-		// Cannot overflow: i < maxBlocks and maxBlocks*blockSize fits in int.
-		o := int(i) * n
-		return a.mem[o : o+n : o+n]
-	}
-	k, j := a.locate(i)
-	s := *a.slabs[k].Load()
-	o := j * n
-	return s[o : o+n : o+n]
-}
-
-// locate returns the slab k holding block i of an unlimited arena and the
-// position j of the block within that slab. Slabs 0..k-1 hold
-// B0*(1<<k - 1) blocks, so k is the largest value with
-// B0*(1<<k - 1) <= i, that is bits.Len(i/B0 + 1) - 1.
-func (a *Arena) locate(i uint32) (k, j int) {
-	k = bits.Len64(uint64(i)>>a.b0shift+1) - 1
-	j = int(uint64(i) - (1<<k-1)<<a.b0shift)
-	return k, j
+	k, j := a.Locate(i)
+	// Cannot overflow: the blocks of a slab fit in an int number of bytes.
+	o := j * a.blockSize
+	return (*a.slabs[k].Load())[o:][:a.blockSize:a.blockSize]
 }
 
 // SlabOf returns the index of the slab that holds block i, or will hold it
@@ -234,26 +219,21 @@ func (a *Arena) SlabOf(i uint32) int {
 // per-block data beside each slab indexes it with pos. i must be below the
 // arena's capacity.
 func (a *Arena) Locate(i uint32) (k, pos int) {
-	if a.mem != nil {
-		return 0, int(i)
-	}
-	return a.locate(i)
+	// Slabs 0..k-1 hold B0*(1<<k - 1) blocks, so k is the largest value
+	// with B0*(1<<k - 1) <= i, that is bits.Len(i/B0 + 1) - 1.
+	k = bits.Len64(uint64(i)>>a.b0shift+1) - 1
+	pos = int(uint64(i) - (1<<k-1)<<a.b0shift)
+	return k, pos
 }
 
 // SlabBlocks returns the number of blocks in slab k, whether or not an
 // unlimited arena has allocated it yet. It returns 0 if the arena never has
 // a slab k, so the whole geometry can be listed by counting up from k = 0.
 func (a *Arena) SlabBlocks(k int) int {
-	if a.mem != nil {
-		if k == 0 {
-			return a.limit
-		}
-		return 0
-	}
 	if k < 0 || k >= maxSlabs {
 		return 0
 	}
-	// B0 <= 1<<18 and k < 32, so neither shift overflows uint64.
+	// B0 <= 1<<32 and k < 32, so neither shift overflows uint64.
 	start := (uint64(1)<<k - 1) << a.b0shift
 	if start >= a.capacity {
 		return 0
@@ -264,9 +244,6 @@ func (a *Arena) SlabBlocks(k int) int {
 // Slabs returns the number of slabs allocated so far: always 1 for a
 // limited arena, 0 for an unlimited one until its first Carve.
 func (a *Arena) Slabs() int {
-	if a.mem != nil {
-		return 1
-	}
 	avail := a.avail.Load()
 	if avail == 0 {
 		return 0

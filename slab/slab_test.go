@@ -140,8 +140,35 @@ func TestLimited(t *testing.T) {
 		got := uintptr(unsafe.Pointer(unsafe.SliceData(a.Block(i))))
 		require.Equal(t, base+uintptr(i)*bs, got, "address of block %d", i)
 	}
-	require.Equal(t, base, uintptr(unsafe.Pointer(unsafe.SliceData(a.mem))))
-	require.Equal(t, n*bs, len(a.mem))
+	mem := *a.slabs[0].Load()
+	require.Equal(t, base, uintptr(unsafe.Pointer(unsafe.SliceData(mem))))
+	require.Equal(t, n*bs, len(mem))
+}
+
+// TestLimitedGeometry checks that a limited arena of any size, up to the
+// largest, is one slab holding every block at its own index: the slab
+// arithmetic that unlimited arenas use must give slab 0 for all of them.
+func TestLimitedGeometry(t *testing.T) {
+	check := func(t *testing.T, a *Arena, n uint64) {
+		t.Helper()
+		for _, i := range []uint64{0, n / 2, n - 1} {
+			k, pos := a.Locate(uint32(i))
+			require.Equal(t, [2]int{0, int(i)}, [2]int{k, pos}, "Locate(%d) of %d blocks", i, n)
+		}
+		require.Equal(t, n, uint64(a.SlabBlocks(0)), "slab 0 of %d blocks", n)
+		for k := 1; k < maxSlabs; k++ {
+			require.Equal(t, 0, a.SlabBlocks(k), "slab %d of %d blocks", k, n)
+		}
+	}
+	for _, n := range []int{1, 2, 3, 4, 5, 1000, 1024, 1025} {
+		check(t, New(1, n), uint64(n))
+	}
+	// The largest limited arena would take 4 GiB even with 1-byte blocks,
+	// so give a small one the geometry New gives it (MaxBlocks blocks,
+	// B0 = 1<<32); nothing here touches memory.
+	a := New(1, 1)
+	a.limit, a.capacity, a.b0shift = MaxBlocks, MaxBlocks, 32
+	check(t, a, MaxBlocks)
 }
 
 func TestAppendDoesNotReachNeighbour(t *testing.T) {
@@ -271,7 +298,7 @@ func TestGeometry(t *testing.T) {
 				lo, hi := starts[k], starts[k+1]-1
 				require.Equal(t, k, a.SlabOf(uint32(lo)), "first block of slab %d", k)
 				require.Equal(t, k, a.SlabOf(uint32(hi)), "last block of slab %d", k)
-				_, j := a.locate(uint32(hi))
+				_, j := a.Locate(uint32(hi))
 				require.Equal(t, int(hi-lo), j, "position of the last block of slab %d", k)
 				require.Equal(t, b0*(1<<k-1), lo, "start of slab %d", k)
 			}
