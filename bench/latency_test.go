@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -71,7 +72,7 @@ func BenchmarkLatency(b *testing.B) {
 // percentile returns the nearest-rank p-th percentile of sorted, which
 // must not be empty: the smallest sample that is at least as large as a
 // fraction p of all samples.
-func percentile(sorted []time.Duration, p float64) time.Duration {
+func percentile[T cmp.Ordered](sorted []T, p float64) T {
 	i := int(float64(len(sorted))*p+0.999999999) - 1
 	return sorted[max(0, min(i, len(sorted)-1))]
 }
