@@ -351,9 +351,11 @@ func (p *BytesPool) link(i uint32) *link {
 func (p *BytesPool) putBlocks(idx []uint32, shard int) {
 	for len(idx) > 0 {
 		// A run of blocks from one slab goes to its ring with one CAS.
-		k := p.arena.SlabOf(idx[0])
+		// The slab's blocks are the n indices from first on.
+		k, pos := p.arena.Locate(idx[0])
+		first, n := idx[0]-uint32(pos), uint32(p.arena.SlabBlocks(k))
 		run := 1
-		for run < len(idx) && p.arena.SlabOf(idx[run]) == k {
+		for run < len(idx) && idx[run]-first < n {
 			run++
 		}
 		if p.zero {
