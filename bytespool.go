@@ -406,6 +406,13 @@ func (f *freer) add(i uint32) {
 	f.n++
 }
 
+// addList empties l into f.
+func (f *freer) addList(l *blockList) {
+	for l.blocks > 0 {
+		f.add(l.pop(f.pool.link(l.head)))
+	}
+}
+
 //go:noinline
 func (f *freer) flush() {
 	f.pool.putBlocks(f.buf[:f.n], f.shard)

@@ -223,9 +223,7 @@ func (c *chain) readByte() byte {
 // reset drops every block.
 func (c *chain) reset() {
 	f := freer{pool: c.pool, shard: c.shard}
-	for c.blocks > 0 {
-		f.add(c.pop(c.pool.link(c.head)))
-	}
+	f.addList(&c.blockList)
 	f.done()
 	c.n = 0
 }
@@ -329,9 +327,7 @@ func (c *chain) settle(sc *writeToScratch, n int64, keep bool) int {
 		c.pushFront(sc.blockList)
 		c.n += left
 	} else {
-		for sc.blocks > 0 {
-			f.add(sc.pop(c.pool.link(sc.head)))
-		}
+		f.addList(&sc.blockList)
 	}
 	f.done()
 	clear(sc.bufs) // drop the references into the arena

@@ -32,7 +32,7 @@ const (
 	// carves, small enough that a pool that stays tiny stays cheap.
 	firstSlabBytes = 256 << 10
 
-	// maxSlabs bounds the slab table of an unlimited arena. Slab k holds
+	// maxSlabs bounds the slab table of an arena. Slab k holds
 	// B0<<k blocks starting at index B0*(1<<k - 1), with B0 >= 1; since no
 	// index reaches MaxBlocks = 1<<32 - 1, k <= 31 for every valid index.
 	maxSlabs = 32
