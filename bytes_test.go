@@ -1148,6 +1148,10 @@ func TestWriteToPutsBackBeforeConcurrentWrites(t *testing.T) {
 		{bs / 2, 3, 2 * bs, 3},
 		{3*bs - 1, 2*bs + 3, 3 * bs, bs + 2},
 		{2 * bs, 2*bs - 1, bs, bs},
+		// The blocks put back end full, and the block after them, the
+		// next in the arena, has been read from: a read must not copy
+		// across the two as if they were one run.
+		{2 * bs, 5, 2 * bs, 3},
 	} {
 		t.Run(fmt.Sprintf("size=%d/took=%d/inner=%d/innerRead=%d", c.size, c.k, c.inner, c.innerRead), func(t *testing.T) {
 			p := testPool(t, 0, bs)
@@ -1189,4 +1193,33 @@ func TestWriteToPutsBackBeforeConcurrentWrites(t *testing.T) {
 			assert.Equal(t, 0, p.Stats().BlocksInUse)
 		})
 	}
+}
+
+// TestCopiesAcrossAdjacentBlocks checks the runs of blocks that follow each
+// other in the arena, which writes and reads copy across at once: a run
+// ends at the end of a slab, even where the next block's index follows.
+func TestCopiesAcrossAdjacentBlocks(t *testing.T) {
+	const bs, b0 = 4096, 64 // an unlimited arena's slab 0 holds b0 blocks of bs
+	p := testPool(t, 0, bs)
+	b := p.NewBytes(0)
+	defer b.Free()
+	// Blocks 0 to b0-3, then one write of blocks b0-2 to b0+1, across the
+	// slabs: a fresh pool carves its blocks in order.
+	data := fill((b0+2)*bs, 1)
+	for _, part := range [][]byte{data[:(b0-2)*bs], data[(b0-2)*bs:]} {
+		n, err := b.Write(part)
+		require.NoError(t, err)
+		require.Equal(t, len(part), n)
+	}
+	require.Equal(t, b0+2, p.Stats().BlocksAllocated)
+
+	got := make([]byte, len(data)+1)
+	n, err := b.Read(got[:10]) // the reads below start inside a block
+	require.NoError(t, err)
+	require.Equal(t, 10, n)
+	n, err = b.Read(got[10:])
+	require.NoError(t, err)
+	require.Equal(t, len(data)-10, n)
+	assert.Equal(t, data, got[:len(data)])
+	assert.Equal(t, 0, p.Stats().BlocksInUse)
 }

@@ -128,16 +128,31 @@ type bytesOrString interface{ ~[]byte | ~string }
 // the pool's semaphore and passes that number as fresh.
 func write[T bytesOrString](c *chain, p T, fresh int) {
 	p = fillRoom(c, p)
+	bs := c.pool.blockSize
 	var idx [16]uint32
 	for fresh > 0 {
 		batch := idx[:min(fresh, len(idx))]
 		c.pool.getBlocks(batch, c.shard)
-		for _, i := range batch {
-			k := copy(c.pool.arena.Block(i), p)
-			p = p[k:]
-			c.push(i, c.pool.link(i), k)
-		}
 		fresh -= len(batch)
+		for len(batch) > 0 {
+			// Blocks that follow each other in the arena, as a ring
+			// hands out blocks carved or freed in order, take their
+			// bytes in one copy: one memmove of 32 KiB is about 5%
+			// faster than eight of 4 KiB.
+			mem := c.pool.arena.Span(batch[0])
+			run := 1
+			for run < len(batch) && batch[run] == batch[0]+uint32(run) && run*bs < len(mem) {
+				run++
+			}
+			k := copy(mem[:run*bs], p)
+			p = p[k:]
+			for _, i := range batch[:run] {
+				e := min(k, bs) // every fresh block gets at least one byte
+				c.push(i, c.pool.link(i), e)
+				k -= e
+			}
+			batch = batch[run:]
+		}
 	}
 }
 
@@ -194,17 +209,52 @@ func (c *chain) read(p []byte) int {
 	n := 0
 	f := freer{pool: c.pool, shard: c.shard}
 	for n < len(p) && c.blocks > 0 {
-		h := c.pool.link(c.head)
-		k := copy(p[n:], c.pool.arena.Block(c.head)[h.off:h.end])
-		h.off += uint32(k)
+		src, run := c.front(len(p) - n)
+		k := copy(p[n:], src)
 		c.n -= k
 		n += k
-		if h.off == h.end {
+		// Drop the blocks the copy emptied, and move the front of the
+		// one it stopped in. o is where it stopped, counted from the
+		// start of the head block; all but the last block of the run
+		// end at their block's end.
+		o := int(c.pool.link(c.head).off) + k
+		for range run {
+			h := c.pool.link(c.head)
+			if o < int(h.end) {
+				h.off = uint32(o)
+				break
+			}
 			f.add(c.pop(h))
+			o -= c.pool.blockSize
 		}
 	}
 	f.done()
 	return n
+}
+
+// front returns the unread bytes at the front of the chain that lie back to
+// back in the arena, and the number of blocks they span: the head block's,
+// and those of the blocks after it while each is the next block of the same
+// slab, starts at its front and follows a block full to its end, as blocks
+// written in one run are. It stops adding blocks once it has want bytes;
+// the chain must not be empty.
+func (c *chain) front(want int) ([]byte, int) {
+	bs := c.pool.blockSize
+	mem := c.pool.arena.Span(c.head)
+	h := c.pool.link(c.head)
+	end, run, l := int(h.end), 1, h // mem[h.off:end] is the run's bytes, l the link of its last block
+	for end == run*bs && end-int(h.off) < want && run < c.blocks && end < len(mem) {
+		next := l.next
+		if next != c.head+uint32(run) {
+			break
+		}
+		if l = c.pool.link(next); l.off != 0 {
+			break
+		}
+		end += int(l.end)
+		run++
+	}
+	return mem[h.off:end], run
 }
 
 // readByte removes and returns the oldest unread byte; the chain must not

@@ -206,6 +206,16 @@ func (a *Arena) Block(i uint32) []byte {
 	return (*a.slabs[k].Load())[o:][:a.blockSize:a.blockSize]
 }
 
+// Span returns the memory from the start of block i to the end of its slab:
+// block i and the blocks after it in the same slab, back to back, so that a
+// caller holding a run of consecutive blocks can copy across them at once.
+// Its length is a multiple of BlockSize. i must have been returned by
+// Carve; Span may panic otherwise. Span takes no lock.
+func (a *Arena) Span(i uint32) []byte {
+	k, j := a.Locate(i)
+	return (*a.slabs[k].Load())[j*a.blockSize:]
+}
+
 // SlabOf returns the index of the slab that holds block i, or will hold it
 // once allocated. i must be below the arena's capacity.
 func (a *Arena) SlabOf(i uint32) int {

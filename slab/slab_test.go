@@ -125,6 +125,7 @@ func TestLimited(t *testing.T) {
 		k, pos := a.Locate(i)
 		require.Equal(t, [2]int{0, int(i)}, [2]int{k, pos}, "Locate(%d)", i)
 		require.True(t, isZero(a.Block(i)), "a carved block is zero")
+		checkSpan(t, a, i)
 	}
 	for range 3 {
 		_, ok := a.Carve()
@@ -169,6 +170,16 @@ func TestLimitedGeometry(t *testing.T) {
 	a := New(1, 1)
 	a.limit, a.capacity, a.b0shift = MaxBlocks, MaxBlocks, 32
 	check(t, a, MaxBlocks)
+}
+
+// checkSpan checks that Span(i) starts at block i and ends at the end of
+// its slab.
+func checkSpan(t *testing.T, a *Arena, i uint32) {
+	t.Helper()
+	k, pos := a.Locate(i)
+	span := a.Span(i)
+	require.Same(t, unsafe.SliceData(a.Block(i)), unsafe.SliceData(span), "Span(%d) starts at block %d", i, i)
+	require.Equal(t, (a.SlabBlocks(k)-pos)*a.BlockSize(), len(span), "Span(%d) runs to the end of slab %d", i, k)
 }
 
 func TestAppendDoesNotReachNeighbour(t *testing.T) {
@@ -220,6 +231,7 @@ func TestUnlimited(t *testing.T) {
 		lk, pos := a.Locate(i)
 		require.Equal(t, k, lk, "Locate(%d) slab", i)
 		require.Equal(t, int(uint64(i)-starts[k]), pos, "Locate(%d) position", i)
+		checkSpan(t, a, i)
 		require.Equal(t, k+1, a.Slabs(), "slabs after carving block %d", i)
 		require.True(t, isZero(a.Block(i)), "a carved block is zero")
 	}
