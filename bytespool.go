@@ -344,6 +344,13 @@ func (p *BytesPool) link(i uint32) *link {
 	return &p.slabs[k].Load().links[j]
 }
 
+// links returns the links of block i and of the blocks after it in its
+// slab, in order, as slab.Arena.Span returns their bytes.
+func (p *BytesPool) links(i uint32) []link {
+	k, j := p.arena.Locate(i)
+	return p.slabs[k].Load().links[j:]
+}
+
 // putBlocks returns blocks to their slabs' rings in the given shard, wiping
 // them first if the pool zeroes on free. The caller then releases their reservations with
 // p.sema.Release, after the push, so that a writer granted those
