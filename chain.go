@@ -137,8 +137,8 @@ func write[T bytesOrString](c *chain, p T, fresh int) {
 		for len(batch) > 0 {
 			// Blocks that follow each other in the arena, as a ring
 			// hands out blocks carved or freed in order, take their
-			// bytes in one copy: one memmove of 32 KiB is about 5%
-			// faster than eight of 4 KiB.
+			// bytes in one copy: 2 MiB copied 32 KiB at a time takes
+			// 5-9% less time than 4 KiB at a time.
 			mem, links := c.pool.arena.Span(batch[0]), c.pool.links(batch[0])
 			run := 1
 			for run < len(batch) && batch[run] == batch[0]+uint32(run) && run < len(links) {
