@@ -344,11 +344,13 @@ func (p *BytesPool) link(i uint32) *link {
 	return &p.slabs[k].Load().links[j]
 }
 
-// links returns the links of block i and of the blocks after it in its
-// slab, in order, as slab.Arena.Span returns their bytes.
-func (p *BytesPool) links(i uint32) []link {
+// span returns the memory and the links of block i and of the blocks
+// after it in its slab, in order, so that a run of consecutive blocks can
+// be copied across at once: mem[j*blockSize:] starts block i+j, and
+// links[j] is its link.
+func (p *BytesPool) span(i uint32) (mem []byte, links []link) {
 	k, j := p.arena.Locate(i)
-	return p.slabs[k].Load().links[j:]
+	return p.arena.Slab(k)[j*p.blockSize:], p.slabs[k].Load().links[j:]
 }
 
 // putBlocks returns blocks to their slabs' rings in the given shard, wiping

@@ -206,14 +206,13 @@ func (a *Arena) Block(i uint32) []byte {
 	return (*a.slabs[k].Load())[o:][:a.blockSize:a.blockSize]
 }
 
-// Span returns the memory from the start of block i to the end of its slab:
-// block i and the blocks after it in the same slab, back to back, so that a
-// caller holding a run of consecutive blocks can copy across them at once.
-// Its length is a multiple of BlockSize. i must have been returned by
-// Carve; Span may panic otherwise. Span takes no lock.
-func (a *Arena) Span(i uint32) []byte {
-	k, j := a.Locate(i)
-	return (*a.slabs[k].Load())[j*a.blockSize:]
+// Slab returns the memory of slab k: its blocks back to back, block pos of
+// the slab (see Locate) at offset pos*BlockSize, so that a caller holding
+// a run of consecutive blocks can copy across them at once. Its length is
+// SlabBlocks(k)*BlockSize. k must be the slab of a carved block; Slab may
+// panic otherwise. Slab takes no lock.
+func (a *Arena) Slab(k int) []byte {
+	return *a.slabs[k].Load()
 }
 
 // SlabOf returns the index of the slab that holds block i, or will hold it

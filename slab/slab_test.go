@@ -125,7 +125,7 @@ func TestLimited(t *testing.T) {
 		k, pos := a.Locate(i)
 		require.Equal(t, [2]int{0, int(i)}, [2]int{k, pos}, "Locate(%d)", i)
 		require.True(t, isZero(a.Block(i)), "a carved block is zero")
-		checkSpan(t, a, i)
+		checkSlab(t, a, i)
 	}
 	for range 3 {
 		_, ok := a.Carve()
@@ -172,14 +172,14 @@ func TestLimitedGeometry(t *testing.T) {
 	check(t, a, MaxBlocks)
 }
 
-// checkSpan checks that Span(i) starts at block i and ends at the end of
-// its slab.
-func checkSpan(t *testing.T, a *Arena, i uint32) {
+// checkSlab checks that block i lies in Slab at its position, and that
+// Slab holds the whole slab.
+func checkSlab(t *testing.T, a *Arena, i uint32) {
 	t.Helper()
 	k, pos := a.Locate(i)
-	span := a.Span(i)
-	require.Same(t, unsafe.SliceData(a.Block(i)), unsafe.SliceData(span), "Span(%d) starts at block %d", i, i)
-	require.Equal(t, (a.SlabBlocks(k)-pos)*a.BlockSize(), len(span), "Span(%d) runs to the end of slab %d", i, k)
+	mem := a.Slab(k)
+	require.Equal(t, a.SlabBlocks(k)*a.BlockSize(), len(mem), "Slab(%d) holds slab %d", k, k)
+	require.Same(t, unsafe.SliceData(a.Block(i)), &mem[pos*a.BlockSize()], "block %d in Slab(%d)", i, k)
 }
 
 func TestAppendDoesNotReachNeighbour(t *testing.T) {
@@ -231,7 +231,7 @@ func TestUnlimited(t *testing.T) {
 		lk, pos := a.Locate(i)
 		require.Equal(t, k, lk, "Locate(%d) slab", i)
 		require.Equal(t, int(uint64(i)-starts[k]), pos, "Locate(%d) position", i)
-		checkSpan(t, a, i)
+		checkSlab(t, a, i)
 		require.Equal(t, k+1, a.Slabs(), "slabs after carving block %d", i)
 		require.True(t, isZero(a.Block(i)), "a carved block is zero")
 	}
