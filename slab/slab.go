@@ -9,7 +9,8 @@
 //
 // The arena never takes blocks back. Recycling is the job of the caller,
 // which typically keeps one free list per slab; [Arena.SlabOf], [Arena.Locate]
-// and [Arena.SlabBlocks] expose the slab geometry for that purpose.
+// and [Arena.SlabBlocks] expose the slab geometry for that purpose, and
+// [Arena.Slab] a slab's memory, for copies across adjacent blocks.
 package slab
 
 import (
