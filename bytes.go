@@ -402,7 +402,10 @@ func drained(r io.Reader) bool {
 
 // WriteTo writes the unread bytes to w until b is empty or w fails. It
 // writes straight from the blocks: a net.Conn gets all unread blocks in one
-// writev (net.Buffers), any other writer one Write per block.
+// writev (net.Buffers), any other writer one Write per run of blocks that
+// lie back to back in the pool's memory. Blocks taken from a fresh pool, or
+// recycled in order by a steady stream, form long runs, so a large Write
+// usually reaches w as one buffer or a few.
 //
 // WriteTo takes the unread bytes out of b before it writes them, so
 // concurrent reads see them gone and concurrent writes append behind them,

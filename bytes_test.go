@@ -1223,3 +1223,43 @@ func TestCopiesAcrossAdjacentBlocks(t *testing.T) {
 	assert.Equal(t, data, got[:len(data)])
 	assert.Equal(t, 0, p.Stats().BlocksInUse)
 }
+
+// TestWriteToOneWritePerRun checks that WriteTo hands a plain writer one
+// buffer per run of adjacent blocks, not one per block.
+func TestWriteToOneWritePerRun(t *testing.T) {
+	const bs = 16
+	count := func(b *Bytes) (calls int, got []byte) {
+		var out bytes.Buffer
+		_, err := b.WriteTo(writerFunc(func(q []byte) (int, error) {
+			calls++
+			return out.Write(q)
+		}))
+		require.NoError(t, err)
+		return calls, nonNil(out.Bytes())
+	}
+	p := testPool(t, 0, bs)
+	data := fill(10*bs+5, 1)
+
+	// A fresh pool carves blocks in order: one run.
+	b := p.NewBytes(0)
+	defer b.Free()
+	_, err := b.Write(data)
+	require.NoError(t, err)
+	calls, got := count(b)
+	assert.Equal(t, 1, calls)
+	assert.Equal(t, data, got)
+
+	// Two Bytes written in turn take every other block: one run each.
+	c := p.NewBytes(0)
+	defer c.Free()
+	for i := 0; i < len(data); i += bs {
+		for _, x := range []*Bytes{b, c} {
+			_, err := x.Write(data[i:min(i+bs, len(data))])
+			require.NoError(t, err)
+		}
+	}
+	calls, got = count(b)
+	assert.Equal(t, 11, calls, "one per block")
+	assert.Equal(t, data, got)
+	assert.Equal(t, len(data), c.Len())
+}

@@ -210,42 +210,48 @@ func (c *chain) read(p []byte) int {
 	n := 0
 	f := freer{pool: c.pool, shard: c.shard}
 	for n < len(p) && c.blocks > 0 {
-		src, links := c.front(len(p) - n)
+		src, links := c.pool.front(c.head, c.blocks, len(p)-n)
 		k := copy(p[n:], src)
 		c.n -= k
 		n += k
-		// Drop the blocks the copy emptied, and move the front of the
-		// one it stopped in. o is where it stopped, counted from the
-		// start of the head block; all but the last block of the run
-		// end at their block's end.
-		o := int(links[0].off) + k
-		for j := range links {
-			h := &links[j]
-			if o < int(h.end) {
-				h.off = uint32(o)
-				break
-			}
-			f.add(c.pop(h))
-			o -= c.pool.blockSize
-		}
+		c.drop(links, k, &f)
 	}
 	f.done()
 	return n
 }
 
-// front returns the unread bytes at the front of the chain that lie back to
-// back in the arena, and the links of the blocks they span: the head
-// block's, and those of the blocks after it while each is the next block of
-// the same slab, starts at its front and follows a block full to its end, as
-// blocks written in one run are. It stops adding blocks once it has want
-// bytes; the chain must not be empty.
-func (c *chain) front(want int) ([]byte, []link) {
-	bs := c.pool.blockSize
-	mem, links := c.pool.span(c.head)
+// drop consumes the first k unread bytes of the run at the front of l,
+// whose links are links (see BytesPool.front): it gives the blocks whose
+// bytes that empties to f, and moves the front of the block it stops in.
+func (l *blockList) drop(links []link, k int, f *freer) {
+	// o is where the consumed bytes end, counted from the start of the
+	// head block; all but the last block of the run end at their
+	// block's end.
+	o := int(links[0].off) + k
+	for j := range links {
+		h := &links[j]
+		if o < int(h.end) {
+			h.off = uint32(o)
+			return
+		}
+		f.add(l.pop(h))
+		o -= f.pool.blockSize
+	}
+}
+
+// front returns the unread bytes that lie back to back in the arena from
+// block head on, in a list of the given number of blocks from head, and the
+// links of the blocks they span: head's, and those of the blocks after it
+// while each is the next block of the same slab, starts at its front and
+// follows a block full to its end, as blocks written in one run are. It
+// stops adding blocks once it has want bytes.
+func (p *BytesPool) front(head uint32, blocks, want int) ([]byte, []link) {
+	bs := p.blockSize
+	mem, links := p.span(head)
 	h := &links[0]
 	end, run := int(h.end), 1 // mem[h.off:end] is the run's bytes
-	for end == run*bs && end-int(h.off) < want && run < c.blocks && run < len(links) {
-		if links[run-1].next != c.head+uint32(run) || links[run].off != 0 {
+	for end == run*bs && end-int(h.off) < want && run < blocks && run < len(links) {
+		if links[run-1].next != head+uint32(run) || links[run].off != 0 {
 			break
 		}
 		end += int(links[run].end)
@@ -288,7 +294,8 @@ func (c *chain) release(n int) {
 // the slice header escape per call.
 type writeToScratch struct {
 	blockList
-	bufs [][]byte    // the unread bytes of each detached block, in order
+	bufs [][]byte    // the unread bytes of the detached blocks, in order, one buffer per run (see BytesPool.front)
+	runs []int       // runs[i] is the number of blocks bufs[i] spans
 	vec  net.Buffers // bufs as handed to a net.Conn, which consumes it
 }
 
@@ -304,15 +311,18 @@ func takeScratch(slot **writeToScratch) *writeToScratch {
 }
 
 // detachTo moves every block of the chain into sc and points sc.bufs at
-// their unread bytes. The blocks' links stay as they are, and nobody else
-// touches them until settle.
+// their unread bytes, one buffer per run of blocks that lie back to back in
+// the arena. The blocks' links stay as they are, and nobody else touches
+// them until settle.
 func (c *chain) detachTo(sc *writeToScratch) {
 	sc.blockList = c.blockList
-	sc.bufs = sc.bufs[:0]
-	for i, blk := 0, c.head; i < c.blocks; i++ {
-		l := c.pool.link(blk)
-		sc.bufs = append(sc.bufs, c.pool.arena.Block(blk)[l.off:l.end])
-		blk = l.next
+	sc.bufs, sc.runs = sc.bufs[:0], sc.runs[:0]
+	for blk, left := c.head, c.blocks; left > 0; {
+		src, links := c.pool.front(blk, left, c.n)
+		sc.bufs = append(sc.bufs, src)
+		sc.runs = append(sc.runs, len(links))
+		left -= len(links)
+		blk = links[len(links)-1].next
 	}
 	c.outBytes += c.n
 	c.outBlocks += c.blocks
@@ -320,9 +330,9 @@ func (c *chain) detachTo(sc *writeToScratch) {
 }
 
 // writeOut writes sc.bufs to w. A net.Conn gets them all in one writev
-// through net.Buffers; any other writer gets one Write per block, and a
+// through net.Buffers; any other writer gets one Write per buffer, and a
 // short write without an error stops it with io.ErrShortWrite (net.Buffers
-// would go on to the next block and leave a hole in the stream).
+// would go on to the next buffer and leave a hole in the stream).
 func writeOut(w io.Writer, sc *writeToScratch) (int64, error) {
 	if _, ok := w.(net.Conn); ok {
 		sc.vec = sc.bufs
@@ -355,19 +365,19 @@ func (c *chain) settle(sc *writeToScratch, n int64, keep bool) int {
 		c.outBlocks -= sc.blocks
 	}
 	f := freer{pool: c.pool, shard: c.shard}
-	rest := sc.bufs
-	for len(rest) > 0 && n >= int64(len(rest[0])) {
-		n -= int64(len(rest[0]))
-		rest = rest[1:]
-		f.add(sc.pop(c.pool.link(sc.head)))
-	}
 	left := 0
-	if len(rest) > 0 {
-		c.pool.link(sc.head).off += uint32(n) // n < len(rest[0]) here
-		for _, b := range rest {
-			left += len(b)
+	for i, b := range sc.bufs {
+		took := int(min(n, int64(len(b))))
+		_, links := c.pool.span(sc.head)
+		sc.drop(links[:sc.runs[i]], took, &f)
+		if took < len(b) { // w stopped in this run
+			for _, b := range sc.bufs[i:] {
+				left += len(b)
+			}
+			left -= took
+			break
 		}
-		left -= int(n)
+		n -= int64(took)
 	}
 	if keep {
 		// Put the rest back in front of what was written meanwhile.
