@@ -748,7 +748,8 @@ func (r *PipeReader) ReadContext(ctx context.Context, p []byte) (int, error) {
 // It returns nil after the writer's Close, the writer's error after
 // CloseWithError, or w's error. It writes straight from the blocks: a
 // net.Conn gets all buffered blocks in one writev, any other writer one
-// Write per block. The bytes being written still count against maxBuffered
+// Write per run of blocks that lie back to back in the pool's memory (as
+// Bytes.WriteTo does). The bytes being written still count against maxBuffered
 // until w has taken them. It takes the readers' turn for each batch, so
 // other readers may read between batches.
 func (r *PipeReader) WriteTo(w io.Writer) (int64, error) {
@@ -780,12 +781,22 @@ func (pp *pipe) writeBatch(w io.Writer) (int64, error) {
 	sc := &pp.scratch
 	slots := *pp.slots.Load()
 	sc.bufs = sc.bufs[:0]
+	var next uint32 // the block after the one the last buffer ends in
 	for pos := pp.rpos; pos < end; {
 		off := pos % pp.bs
-		k := min(pp.bs-off, end-pos)
-		blk := pp.pool.arena.Block(*blockSlot(slots, pos/pp.bs))
-		sc.bufs = append(sc.bufs, blk[off:off+k])
-		pos += k
+		k := int(min(pp.bs-off, end-pos))
+		blk := *blockSlot(slots, pos/pp.bs)
+		// Each buffer's capacity runs to the end of its slab. If blk
+		// comes next in that slab, the buffer, which runs to the end
+		// of its last block, grows over blk.
+		if last := len(sc.bufs) - 1; last >= 0 && blk == next && len(sc.bufs[last])+k <= cap(sc.bufs[last]) {
+			sc.bufs[last] = sc.bufs[last][:len(sc.bufs[last])+k]
+		} else {
+			mem, _ := pp.pool.span(blk)
+			sc.bufs = append(sc.bufs, mem[off:][:k])
+		}
+		next = blk + 1
+		pos += uint64(k)
 	}
 	n, werr := writeOut(w, sc)
 	clear(sc.bufs) // drop the references into the arena

@@ -1103,6 +1103,60 @@ func TestPipeReadFromWriteToResults(t *testing.T) {
 		require.Equal(t, "tail", dst.String())
 		pipeCheckNoLeak(t, pool, r, w)
 	})
+	t.Run("WriteTo writes a run of adjacent blocks at once, up to the end of its slab", func(t *testing.T) {
+		// An unlimited pool's slab 0 holds 256 blocks of 1 KiB, which a
+		// fresh pool hands out in order: a pipe holding 300 blocks from
+		// 10 bytes into its first block is two runs.
+		pool := testPool(t, 0, bs)
+		r, w := pool.NewPipe(0)
+		data := pipeRandomData(300*bs, 14)
+		_, err := w.Write(data)
+		require.NoError(t, err)
+		require.NoError(t, w.Close())
+		head := make([]byte, 10)
+		_, err = io.ReadFull(r, head)
+		require.NoError(t, err)
+		var dst bytes.Buffer
+		calls := 0
+		n, err := r.WriteTo(writerFunc(func(q []byte) (int, error) {
+			calls++
+			return dst.Write(q)
+		}))
+		require.NoError(t, err)
+		require.Equal(t, int64(len(data)-10), n)
+		require.Equal(t, data[10:], dst.Bytes())
+		require.Equal(t, 2, calls)
+		pipeCheckNoLeak(t, pool, r, w)
+
+		// Two pipes written in turn take every other block: one
+		// Write per block.
+		r, w = pool.NewPipe(0)
+		r2, w2 := pool.NewPipe(0)
+		data = data[:5*bs]
+		for i := 0; i < len(data); i += bs {
+			for _, w := range []*PipeWriter{w, w2} {
+				_, err := w.Write(data[i : i+bs])
+				require.NoError(t, err)
+			}
+		}
+		require.NoError(t, w.Close())
+		dst.Reset()
+		calls = 0
+		n, err = r.WriteTo(writerFunc(func(q []byte) (int, error) {
+			calls++
+			return dst.Write(q)
+		}))
+		require.NoError(t, err)
+		require.Equal(t, int64(len(data)), n)
+		require.Equal(t, data, dst.Bytes())
+		require.Equal(t, 5, calls)
+		require.NoError(t, w2.Close())
+		got, err := io.ReadAll(r2)
+		require.NoError(t, err)
+		require.Equal(t, data, got)
+		pipeCheckNoLeak(t, pool, r, w)
+		pipeCheckNoLeak(t, pool, r2, w2)
+	})
 	for _, limit := range []int{0, 10, bs, 1500} {
 		t.Run(fmt.Sprintf("WriteTo returns the destination's error after %d bytes, the rest stays", limit), func(t *testing.T) {
 			pool := testPool(t, 64*bs, bs)
