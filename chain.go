@@ -221,8 +221,9 @@ func (c *chain) read(p []byte) int {
 }
 
 // drop consumes the first k unread bytes of the run at the front of l,
-// whose links are links (see BytesPool.front): it gives the blocks whose
-// bytes that empties to f, and moves the front of the block it stops in.
+// whose links are links (see BytesPool.front): it pops the blocks that
+// this empties and adds them to f, and moves the front of the block where
+// it stops.
 func (l *blockList) drop(links []link, k int, f *freer) {
 	// o is where the consumed bytes end, counted from the start of the
 	// head block; all but the last block of the run end at their
@@ -239,12 +240,13 @@ func (l *blockList) drop(links []link, k int, f *freer) {
 	}
 }
 
-// front returns the unread bytes that lie back to back in the arena from
-// block head on, in a list of the given number of blocks from head, and the
-// links of the blocks they span: head's, and those of the blocks after it
-// while each is the next block of the same slab, starts at its front and
-// follows a block full to its end, as blocks written in one run are. It
-// stops adding blocks once it has want bytes.
+// front returns the run at the front of a block list that starts at block
+// head and holds the given number of blocks: the unread bytes that lie back
+// to back in the arena from head on, and the links of the blocks they span.
+// Those are head, and the blocks after it while each is the next block of
+// the same slab, starts at its front and follows a block full to its end,
+// as blocks written in one run are. It stops adding blocks once it has
+// want bytes.
 func (p *BytesPool) front(head uint32, blocks, want int) ([]byte, []link) {
 	bs := p.blockSize
 	mem, links := p.span(head)
@@ -295,7 +297,7 @@ func (c *chain) release(n int) {
 type writeToScratch struct {
 	blockList
 	bufs [][]byte    // the unread bytes of the detached blocks, in order, one buffer per run (see BytesPool.front)
-	runs []int       // runs[i] is the number of blocks bufs[i] spans
+	runs []int       // runs[i] is the number of blocks bufs[i] spans; pipes leave it empty
 	vec  net.Buffers // bufs as handed to a net.Conn, which consumes it
 }
 
