@@ -297,7 +297,6 @@ func (c *chain) release(n int) {
 type writeToScratch struct {
 	blockList
 	bufs [][]byte    // the unread bytes of the detached blocks, in order, one buffer per run (see BytesPool.front)
-	runs []int       // runs[i] is the number of blocks bufs[i] spans; pipes leave it empty
 	vec  net.Buffers // bufs as handed to a net.Conn, which consumes it
 }
 
@@ -318,11 +317,10 @@ func takeScratch(slot **writeToScratch) *writeToScratch {
 // them until settle.
 func (c *chain) detachTo(sc *writeToScratch) {
 	sc.blockList = c.blockList
-	sc.bufs, sc.runs = sc.bufs[:0], sc.runs[:0]
+	sc.bufs = sc.bufs[:0]
 	for blk, left := c.head, c.blocks; left > 0; {
 		src, links := c.pool.front(blk, left, c.n)
 		sc.bufs = append(sc.bufs, src)
-		sc.runs = append(sc.runs, len(links))
 		left -= len(links)
 		blk = links[len(links)-1].next
 	}
@@ -370,8 +368,10 @@ func (c *chain) settle(sc *writeToScratch, n int64, keep bool) int {
 	left := 0
 	for i, b := range sc.bufs {
 		took := int(min(n, int64(len(b))))
-		_, links := c.pool.span(sc.head)
-		sc.drop(links[:sc.runs[i]], took, &f)
+		// The links are as detachTo left them, so front finds b's run
+		// again: the same blocks, ending where b does.
+		_, links := c.pool.front(sc.head, sc.blocks, len(b))
+		sc.drop(links, took, &f)
 		if took < len(b) { // w stopped in this run
 			for _, b := range sc.bufs[i:] {
 				left += len(b)
