@@ -6,30 +6,44 @@ import (
 	"time"
 )
 
-// BenchmarkPaired measures bytespool against the reference of a speed
-// target op by op, so that a change smaller than the noise between rounds
-// of run.sh still shows. Each iteration times a batch of bytespool ops and
-// a batch of the reference's ops back to back, the two in turn going
-// first, and the benchmark reports the quartiles of the per-iteration
-// ratio bytespool/reference ("ratio-p25", "ratio-p50", "ratio-p75"). A
-// slowdown of the machine that lasts longer than one pair (a millisecond
-// for Stream2MiB) slows both sides of the pair alike and cancels out of
-// its ratio; in a round of run.sh the two are measured a second or more
-// apart. ns/op is the time of one pair.
+// BenchmarkPaired measures two ops against each other op by op, so that a
+// change smaller than the noise between rounds of run.sh still shows. Each
+// iteration times a batch of op= ops and a batch of the vs= reference's
+// back to back, the two in turn going first, and the benchmark reports the
+// quartiles of the per-iteration ratio op/reference ("ratio-p25",
+// "ratio-p50", "ratio-p75"). A slowdown of the machine that lasts longer
+// than one pair (a millisecond for Stream2MiB) slows both sides of the
+// pair alike and cancels out of its ratio; in a round of run.sh the two
+// are measured a second or more apart. ns/op is the time of one pair.
+//
+// For each of the two serial buffer targets it pairs bytespool with the
+// target's reference, the bound (see setupBound) with that reference, and
+// bytespool with the bound: how far the target is, how much of that the
+// design's own synchronization uses up, and what bytespool adds to it.
 //
 // It has no peer= part, so bench/cmd/ratios leaves it out.
 func BenchmarkPaired(b *testing.B) {
-	for _, w := range []struct {
+	type workload struct {
 		name        string
 		size, chunk int
 		batch       int // ops per timing: enough that a batch takes microseconds
-		ref         string
+	}
+	stream := workload{"Stream2MiB", 2 << 20, 32 << 10, 1}
+	small := workload{"Small1KiB", 1 << 10, 1 << 10, 64}
+	for _, pair := range []struct {
+		w       workload
+		op, ref string
 	}{
-		{"Stream2MiB", 2 << 20, 32 << 10, 1, "floor"},
-		{"Small1KiB", 1 << 10, 1 << 10, 64, "syncpool-buffer"},
+		{stream, "bytespool", "floor"},
+		{stream, "bound", "floor"},
+		{stream, "bytespool", "bound"},
+		{small, "bytespool", "syncpool-buffer"},
+		{small, "bound", "syncpool-buffer"},
+		{small, "bytespool", "bound"},
 	} {
-		b.Run("workload="+w.name+"/vs="+w.ref, func(b *testing.B) {
-			ops := [2]roundTrip{newPeerOp(b, "bytespool", w.size), newPeerOp(b, w.ref, w.size)}
+		w := pair.w
+		b.Run("workload="+w.name+"/op="+pair.op+"/vs="+pair.ref, func(b *testing.B) {
+			ops := [2]roundTrip{newPairedOp(b, pair.op, w.size), newPairedOp(b, pair.ref, w.size)}
 			src, dst := payload(w.size, 0), make([]byte, w.size)
 			run := func(op roundTrip) time.Duration {
 				start := time.Now()
@@ -64,12 +78,16 @@ func BenchmarkPaired(b *testing.B) {
 	}
 }
 
-// newPeerOp returns a roundTrip of the named buffer peer, with the state
-// that the peer's goroutines would share made for this one alone.
-func newPeerOp(b *testing.B, name string, size int) roundTrip {
+// newPairedOp returns a roundTrip of the named buffer peer, or of the
+// bound (see setupBound), with the state that the peer's goroutines would
+// share made for this one alone.
+func newPairedOp(tb testing.TB, name string, size int) roundTrip {
+	if name == "bound" {
+		return setupBound(size)()
+	}
 	i := slices.IndexFunc(bufferPeers, func(p bufferPeer) bool { return p.name == name })
 	if i < 0 {
-		b.Fatalf("no buffer peer %q", name)
+		tb.Fatalf("no buffer peer %q", name)
 	}
 	return bufferPeers[i].setup(size)()
 }

@@ -84,13 +84,18 @@ func benchRoundTrip(b *testing.B, size, chunk int, parallel bool) {
 	}
 }
 
-// TestRoundTrip checks that every buffer peer reads back exactly what was
-// written, op after op, in both shapes of the workloads.
+// TestRoundTrip checks that every buffer peer, and BenchmarkPaired's bound,
+// reads back exactly what was written, op after op, in both shapes of the
+// workloads.
 func TestRoundTrip(t *testing.T) {
+	names := []string{"bound"}
 	for _, peer := range bufferPeers {
-		t.Run(peer.name, func(t *testing.T) {
+		names = append(names, peer.name)
+	}
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
 			for _, shape := range []struct{ size, chunk int }{{2 << 20, 32 << 10}, {1 << 10, 1 << 10}} {
-				op := peer.setup(shape.size)()
+				op := newPairedOp(t, name, shape.size)
 				dst := make([]byte, shape.size)
 				for round := range 3 {
 					src := payload(shape.size, byte(round))

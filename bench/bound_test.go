@@ -1,0 +1,124 @@
+package bench
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/zjj/bytespool/ring"
+)
+
+// setupBound is the reference op=bound of BenchmarkPaired: what a buffer
+// workload costs with only the operations that bytespool's contract and
+// design card make unavoidable, and none of bytespool's own code. It is a
+// yardstick, not a buffer anyone should use: it never waits, has no error
+// paths, and assumes that every chunk is read back whole.
+//
+// Per op it does what bytespool must do at the least:
+//   - a buffer header from a sync.Pool, and back (the design card keeps
+//     Bytes headers in one);
+//   - a sync.Mutex Lock and Unlock around every write, every read and the
+//     release (SPEC: a Bytes is safe for concurrent use);
+//   - per write, one CAS on a shared counter to reserve the blocks it needs
+//     (the hard cap) and one PopN from a lock-free ring of free block
+//     indices (the design card's free list), whose slots it reads;
+//   - per read, one PushN of the blocks it empties, which publishes each
+//     index in its slot, and one atomic add to give back their
+//     reservations;
+//   - the copies, one per run of adjacent blocks, as bytespool's are.
+//
+// Like bytespool's arena, it hands out blocks never used before only when
+// the free ring is empty, in arena order, so that a workload cycles
+// through as few blocks as it holds at once.
+//
+// Measured against the floor or the best peer, it shows how much of a
+// target the design itself uses up; bytespool against it shows what the
+// library's own code adds.
+func setupBound(int) func() roundTrip {
+	type buffer struct {
+		mu     sync.Mutex
+		blocks []uint32 // held, oldest first, from blocks[h] on
+		h      int
+		r, w   int // read and write offsets into the bytes of blocks[h:]
+	}
+	arena := make([]byte, poolMemory)
+	free := ring.New(poolBlocks)
+	var carved atomic.Uint32 // blocks handed out so far for the first time
+	var avail atomic.Int64
+	avail.Store(poolBlocks)
+	headers := sync.Pool{New: func() any { return &buffer{blocks: make([]uint32, 0, 1024)} }}
+
+	// span returns the bytes of held block i (counted from h) and of the
+	// held blocks after it that follow it in the arena, up to offset end
+	// of the held bytes.
+	span := func(buf *buffer, i, end int) []byte {
+		first, want := buf.blocks[buf.h+i], end-i*blockSize
+		run := 1
+		for run*blockSize < want && buf.blocks[buf.h+i+run] == first+uint32(run) {
+			run++
+		}
+		start := int(first) * blockSize
+		return arena[start : start+min(run*blockSize, want)]
+	}
+	return func() roundTrip {
+		return func(src, dst []byte, chunk int) error {
+			buf := headers.Get().(*buffer)
+			var idx [16]uint32
+			for off := 0; off < len(src); off += chunk {
+				p := src[off : off+chunk]
+				buf.mu.Lock()
+				if need := (buf.w+len(p)+blockSize-1)/blockSize - (len(buf.blocks) - buf.h); need > 0 {
+					for n := avail.Load(); !avail.CompareAndSwap(n, n-int64(need)); n = avail.Load() {
+					}
+					for need > 0 {
+						k := free.PopN(idx[:min(need, len(idx))])
+						if k == 0 {
+							idx[0], k = carved.Add(1)-1, 1
+						}
+						buf.blocks = append(buf.blocks, idx[:k]...)
+						need -= k
+					}
+				}
+				for end := buf.w + len(p); buf.w < end; {
+					i, o := buf.w/blockSize, buf.w%blockSize
+					k := copy(span(buf, i, end)[o:], p)
+					p = p[k:]
+					buf.w += k
+				}
+				buf.mu.Unlock()
+			}
+			for off := 0; off < len(dst); off += chunk {
+				p := dst[off : off+chunk]
+				buf.mu.Lock()
+				for len(p) > 0 {
+					i, o := buf.r/blockSize, buf.r%blockSize
+					k := copy(p, span(buf, i, buf.w)[o:])
+					p = p[k:]
+					buf.r += k
+				}
+				done := buf.r / blockSize // blocks read to their end
+				if buf.r == buf.w {
+					done = len(buf.blocks) - buf.h
+				}
+				if done > 0 {
+					out := buf.blocks[buf.h : buf.h+done]
+					for pushed := 0; pushed < done; {
+						pushed += free.PushN(out[pushed:])
+					}
+					avail.Add(int64(done))
+					buf.h += done
+					buf.r -= done * blockSize
+					buf.w -= done * blockSize
+					if buf.r == buf.w {
+						buf.blocks, buf.h, buf.r, buf.w = buf.blocks[:0], 0, 0, 0
+					}
+				}
+				buf.mu.Unlock()
+			}
+			buf.mu.Lock() // the release: every chunk was read, so nothing is left to free
+			buf.blocks, buf.h, buf.r, buf.w = buf.blocks[:0], 0, 0, 0
+			buf.mu.Unlock()
+			headers.Put(buf)
+			return nil
+		}
+	}
+}
