@@ -27,30 +27,92 @@ import (
 //   - the copies, one per run of adjacent blocks, as bytespool's are.
 //
 // Like bytespool's arena, it hands out blocks never used before only when
-// the free ring is empty, in arena order, so that a workload cycles
+// the free list is empty, in arena order, so that a workload cycles
 // through as few blocks as it holds at once.
 //
 // Measured against the floor or the best peer, it shows how much of a
 // target the design itself uses up; bytespool against it shows what the
 // library's own code adds.
-func setupBound(int) func() roundTrip {
-	type buffer struct {
-		mu     sync.Mutex
-		blocks []uint32 // held, oldest first, from blocks[h] on
-		h      int
-		r, w   int // read and write offsets into the bytes of blocks[h:]
-	}
-	arena := make([]byte, poolMemory)
-	free := ring.New(poolBlocks)
-	var carved atomic.Uint32 // blocks handed out so far for the first time
-	var avail atomic.Int64
-	avail.Store(poolBlocks)
-	headers := sync.Pool{New: func() any { return &buffer{blocks: make([]uint32, 0, 1024)} }}
+func setupBound(int) func() roundTrip { return boundOp(true) }
 
+// setupUnsynced is the reference op=unsynced of BenchmarkPaired: the bound
+// with none of its synchronization: a buffer of its own, no mutex, no cap,
+// and a plain FIFO slice for the free list, so only one goroutine may use
+// it. What is left is the
+// bookkeeping of a buffer made of 4 KiB blocks, so the bound against it is
+// the cost of the synchronization alone.
+func setupUnsynced(int) func() roundTrip { return boundOp(false) }
+
+// A boundBuffer is the buffer of setupBound and setupUnsynced.
+type boundBuffer struct {
+	mu     sync.Mutex
+	blocks []uint32 // held, oldest first, from blocks[h] on
+	h      int
+	r, w   int // read and write offsets into the bytes of blocks[h:]
+}
+
+// boundOp returns the setup of setupBound (synced) or setupUnsynced.
+func boundOp(synced bool) func() roundTrip {
+	arena := make([]byte, poolMemory)
+	var (
+		free   = ring.New(poolBlocks) // synced
+		queue  []uint32               // unsynced: the free list, oldest first, from queue[qh] on
+		qh     int
+		carved atomic.Uint32 // blocks handed out so far for the first time
+		avail  atomic.Int64  // blocks that may still be handed out
+	)
+	avail.Store(poolBlocks)
+	headers := sync.Pool{New: func() any { return &boundBuffer{blocks: make([]uint32, 0, 1024)} }}
+	lock := func(buf *boundBuffer) {
+		if synced {
+			buf.mu.Lock()
+		}
+	}
+	unlock := func(buf *boundBuffer) {
+		if synced {
+			buf.mu.Unlock()
+		}
+	}
+	// pop appends need free blocks to buf.blocks.
+	pop := func(buf *boundBuffer, need int) {
+		if synced {
+			for n := avail.Load(); !avail.CompareAndSwap(n, n-int64(need)); n = avail.Load() {
+			}
+		}
+		var idx [16]uint32
+		for need > 0 {
+			var k int
+			if synced {
+				k = free.PopN(idx[:min(need, len(idx))])
+			} else {
+				k = copy(idx[:min(need, len(idx))], queue[qh:])
+				qh += k
+			}
+			if k == 0 {
+				idx[0], k = carved.Add(1)-1, 1
+			}
+			buf.blocks = append(buf.blocks, idx[:k]...)
+			need -= k
+		}
+	}
+	// push gives blocks back.
+	push := func(blocks []uint32) {
+		if !synced {
+			if qh == len(queue) {
+				queue, qh = queue[:0], 0
+			}
+			queue = append(queue, blocks...)
+			return
+		}
+		for pushed := 0; pushed < len(blocks); {
+			pushed += free.PushN(blocks[pushed:])
+		}
+		avail.Add(int64(len(blocks)))
+	}
 	// span returns the bytes of held block i (counted from h) and of the
 	// held blocks after it that follow it in the arena, up to offset end
 	// of the held bytes.
-	span := func(buf *buffer, i, end int) []byte {
+	span := func(buf *boundBuffer, i, end int) []byte {
 		first, want := buf.blocks[buf.h+i], end-i*blockSize
 		run := 1
 		for run*blockSize < want && buf.blocks[buf.h+i+run] == first+uint32(run) {
@@ -60,23 +122,17 @@ func setupBound(int) func() roundTrip {
 		return arena[start : start+min(run*blockSize, want)]
 	}
 	return func() roundTrip {
+		own := &boundBuffer{blocks: make([]uint32, 0, 1024)}
 		return func(src, dst []byte, chunk int) error {
-			buf := headers.Get().(*buffer)
-			var idx [16]uint32
+			buf := own
+			if synced {
+				buf = headers.Get().(*boundBuffer)
+			}
 			for off := 0; off < len(src); off += chunk {
 				p := src[off : off+chunk]
-				buf.mu.Lock()
+				lock(buf)
 				if need := (buf.w+len(p)+blockSize-1)/blockSize - (len(buf.blocks) - buf.h); need > 0 {
-					for n := avail.Load(); !avail.CompareAndSwap(n, n-int64(need)); n = avail.Load() {
-					}
-					for need > 0 {
-						k := free.PopN(idx[:min(need, len(idx))])
-						if k == 0 {
-							idx[0], k = carved.Add(1)-1, 1
-						}
-						buf.blocks = append(buf.blocks, idx[:k]...)
-						need -= k
-					}
+					pop(buf, need)
 				}
 				for end := buf.w + len(p); buf.w < end; {
 					i, o := buf.w/blockSize, buf.w%blockSize
@@ -84,14 +140,14 @@ func setupBound(int) func() roundTrip {
 					p = p[k:]
 					buf.w += k
 				}
-				buf.mu.Unlock()
+				unlock(buf)
 			}
 			for off := 0; off < len(dst); off += chunk {
 				p := dst[off : off+chunk]
-				buf.mu.Lock()
+				lock(buf)
 				for len(p) > 0 {
 					i, o := buf.r/blockSize, buf.r%blockSize
-					k := copy(p, span(buf, i, buf.w)[o:])
+					k := copy(p, span(buf, i, min(buf.w, buf.r+len(p)))[o:])
 					p = p[k:]
 					buf.r += k
 				}
@@ -100,11 +156,7 @@ func setupBound(int) func() roundTrip {
 					done = len(buf.blocks) - buf.h
 				}
 				if done > 0 {
-					out := buf.blocks[buf.h : buf.h+done]
-					for pushed := 0; pushed < done; {
-						pushed += free.PushN(out[pushed:])
-					}
-					avail.Add(int64(done))
+					push(buf.blocks[buf.h : buf.h+done])
 					buf.h += done
 					buf.r -= done * blockSize
 					buf.w -= done * blockSize
@@ -112,12 +164,14 @@ func setupBound(int) func() roundTrip {
 						buf.blocks, buf.h, buf.r, buf.w = buf.blocks[:0], 0, 0, 0
 					}
 				}
-				buf.mu.Unlock()
+				unlock(buf)
 			}
-			buf.mu.Lock() // the release: every chunk was read, so nothing is left to free
+			lock(buf) // the release: every chunk was read, so nothing is left to free
 			buf.blocks, buf.h, buf.r, buf.w = buf.blocks[:0], 0, 0, 0
-			buf.mu.Unlock()
-			headers.Put(buf)
+			unlock(buf)
+			if synced {
+				headers.Put(buf)
+			}
 			return nil
 		}
 	}

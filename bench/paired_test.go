@@ -16,10 +16,13 @@ import (
 // pair alike and cancels out of its ratio; in a round of run.sh the two
 // are measured a second or more apart. ns/op is the time of one pair.
 //
-// For each of the two serial buffer targets it pairs bytespool with the
-// target's reference, the bound (see setupBound) with that reference, and
-// bytespool with the bound: how far the target is, how much of that the
-// design's own synchronization uses up, and what bytespool adds to it.
+// For each of the two serial buffer targets it pairs bytespool, the bound
+// (see setupBound) and the unsynced bound (setupUnsynced) with the target's
+// reference, and then the bound with the unsynced bound and bytespool with
+// the bound. That splits bytespool's ratio into three factors: what a
+// buffer of 4 KiB blocks costs with no synchronization at all, what the
+// synchronization that the contract and design card require adds, and
+// what bytespool's own code adds on top.
 //
 // It has no peer= part, so bench/cmd/ratios leaves it out.
 func BenchmarkPaired(b *testing.B) {
@@ -36,9 +39,13 @@ func BenchmarkPaired(b *testing.B) {
 	}{
 		{stream, "bytespool", "floor"},
 		{stream, "bound", "floor"},
+		{stream, "unsynced", "floor"},
+		{stream, "bound", "unsynced"},
 		{stream, "bytespool", "bound"},
 		{small, "bytespool", "syncpool-buffer"},
 		{small, "bound", "syncpool-buffer"},
+		{small, "unsynced", "syncpool-buffer"},
+		{small, "bound", "unsynced"},
 		{small, "bytespool", "bound"},
 	} {
 		w := pair.w
@@ -79,11 +86,14 @@ func BenchmarkPaired(b *testing.B) {
 }
 
 // newPairedOp returns a roundTrip of the named buffer peer, or of the
-// bound (see setupBound), with the state that the peer's goroutines would
+// bound or the unsynced bound (see setupBound and setupUnsynced), with the state that the peer's goroutines would
 // share made for this one alone.
 func newPairedOp(tb testing.TB, name string, size int) roundTrip {
-	if name == "bound" {
+	switch name {
+	case "bound":
 		return setupBound(size)()
+	case "unsynced":
+		return setupUnsynced(size)()
 	}
 	i := slices.IndexFunc(bufferPeers, func(p bufferPeer) bool { return p.name == name })
 	if i < 0 {

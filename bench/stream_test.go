@@ -84,11 +84,11 @@ func benchRoundTrip(b *testing.B, size, chunk int, parallel bool) {
 	}
 }
 
-// TestRoundTrip checks that every buffer peer, and BenchmarkPaired's bound,
-// reads back exactly what was written, op after op, in both shapes of the
+// TestRoundTrip checks that every buffer peer, and BenchmarkPaired's two
+// bounds, reads back exactly what was written, op after op, in both shapes of the
 // workloads.
 func TestRoundTrip(t *testing.T) {
-	names := []string{"bound"}
+	names := []string{"bound", "unsynced"}
 	for _, peer := range bufferPeers {
 		names = append(names, peer.name)
 	}
