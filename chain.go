@@ -35,18 +35,6 @@ type blockList struct {
 	blocks     int
 }
 
-// pushBack appends block blk, whose link is bl; the caller has set
-// bl.next to noBlock.
-func (l *blockList) pushBack(blk uint32, bl *link) {
-	if l.blocks == 0 {
-		l.head = blk
-	} else {
-		l.last.next = blk
-	}
-	l.tail, l.last = blk, bl
-	l.blocks++
-}
-
 // pop drops the first block, whose link is h, and returns it.
 func (l *blockList) pop(h *link) uint32 {
 	blk := l.head
@@ -114,11 +102,25 @@ func (c *chain) need(n int) int {
 	return 0
 }
 
-// push appends block blk, whose link is l, holding bytes [0, end).
-func (c *chain) push(blk uint32, l *link, end int) {
-	*l = link{next: noBlock, end: uint32(end)}
-	c.pushBack(blk, l)
-	c.n += end
+// pushRun appends the run of len(links) blocks from first on, which
+// follow each other in the arena and whose links are links, holding k
+// bytes from the front of the first: every block but the last is full, and
+// the last holds at least one byte.
+func (c *chain) pushRun(first uint32, links []link, k int) {
+	bs := c.pool.blockSize
+	last := len(links) - 1
+	for j := range links[:last] {
+		links[j] = link{next: first + uint32(j) + 1, end: uint32(bs)}
+	}
+	links[last] = link{next: noBlock, end: uint32(k - last*bs)}
+	if c.blocks == 0 {
+		c.head = first
+	} else {
+		c.last.next = first
+	}
+	c.tail, c.last = first+uint32(last), &links[last]
+	c.blocks += len(links)
+	c.n += k
 }
 
 // bytesOrString is what the write paths copy from.
@@ -144,14 +146,9 @@ func write[T bytesOrString](c *chain, p T, fresh int) {
 			for run < len(batch) && batch[run] == batch[0]+uint32(run) && run < len(links) {
 				run++
 			}
-			k := copy(mem[:run*bs], p)
+			k := copy(mem[:run*bs], p) // every fresh block gets at least one byte
 			p = p[k:]
-			links = links[:run]
-			for j, i := range batch[:run] {
-				e := min(k, bs) // every fresh block gets at least one byte
-				c.push(i, &links[j], e)
-				k -= e
-			}
+			c.pushRun(batch[0], links[:run], k)
 			batch = batch[run:]
 		}
 	}
@@ -177,12 +174,12 @@ func fillRoom[T bytesOrString](c *chain, p T) T {
 // whether blk joined; if not, all n bytes were copied and the caller still
 // holds blk.
 func (c *chain) appendBlock(blk uint32, n int) bool {
-	data := c.pool.arena.Block(blk)
+	data, links := c.pool.span(blk)
 	rest := fillRoom(c, data[:n])
 	if len(rest) == 0 {
 		return false
 	}
-	c.push(blk, c.pool.link(blk), copy(data, rest)) // the copy is a no-op when the last block had no room
+	c.pushRun(blk, links[:1], copy(data, rest)) // the copy is a no-op when the last block had no room
 	return true
 }
 
