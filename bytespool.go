@@ -262,7 +262,15 @@ func (p *BytesPool) tooBig(n int) bool { return n > p.capacity }
 // instructions from done, so the first retries are immediate; only if it
 // stays unpublished (its goroutine was preempted) does the loop yield.
 func (p *BytesPool) getBlocks(dst []uint32, shard int) {
-	for got, tries := 0, 0; ; tries++ {
+	// Usually the home shard's ring of the newest slab has them all.
+	got := 0
+	if k := p.nslabs.Load() - 1; k >= 0 {
+		got = p.slabs[k].Load().rings[shard].PopN(dst)
+		if got == len(dst) {
+			return
+		}
+	}
+	for tries := 0; ; tries++ {
 		for i := 0; i <= p.shardMask && got < len(dst); i++ {
 			s := (shard + i) & p.shardMask
 			for k := int(p.nslabs.Load()) - 1; k >= 0 && got < len(dst); k-- {

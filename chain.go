@@ -274,6 +274,10 @@ func (c *chain) readByte() byte {
 
 // reset drops every block.
 func (c *chain) reset() {
+	if c.blocks == 0 { // as after reading everything: nothing to give back
+		c.n = 0
+		return
+	}
 	f := freer{pool: c.pool, shard: c.shard}
 	f.addList(&c.blockList)
 	f.done()
