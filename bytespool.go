@@ -263,6 +263,8 @@ func (p *BytesPool) tooBig(n int) bool { return n > p.capacity }
 // stays unpublished (its goroutine was preempted) does the loop yield.
 func (p *BytesPool) getBlocks(dst []uint32, shard int) {
 	// Usually the home shard's ring of the newest slab has them all.
+	// That slab's lists are there: addSlab publishes them before it
+	// raises nslabs.
 	got := 0
 	if k := p.nslabs.Load() - 1; k >= 0 {
 		got = p.slabs[k].Load().rings[shard].PopN(dst)
