@@ -274,13 +274,11 @@ func (c *chain) readByte() byte {
 
 // reset drops every block.
 func (c *chain) reset() {
-	if c.blocks == 0 { // as after reading everything: nothing to give back
-		c.n = 0
-		return
+	if c.blocks > 0 { // none, as after reading everything: no freer to build
+		f := freer{pool: c.pool, shard: c.shard}
+		f.addList(&c.blockList)
+		f.done()
 	}
-	f := freer{pool: c.pool, shard: c.shard}
-	f.addList(&c.blockList)
-	f.done()
 	c.n = 0
 }
 

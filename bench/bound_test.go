@@ -38,9 +38,8 @@ func setupBound(int) func() roundTrip { return boundOp(true) }
 // setupUnsynced is the reference op=unsynced of BenchmarkPaired: the bound
 // with none of its synchronization: a buffer of its own, no mutex, no cap,
 // and a plain FIFO slice for the free list, so only one goroutine may use
-// it. What is left is the
-// bookkeeping of a buffer made of 4 KiB blocks, so the bound against it is
-// the cost of the synchronization alone.
+// it. What is left is the bookkeeping of a buffer made of 4 KiB blocks, so
+// the bound against it is the cost of the synchronization alone.
 func setupUnsynced(int) func() roundTrip { return boundOp(false) }
 
 // A boundBuffer is the buffer of setupBound and setupUnsynced.
@@ -55,13 +54,16 @@ type boundBuffer struct {
 func boundOp(synced bool) func() roundTrip {
 	arena := make([]byte, poolMemory)
 	var (
-		free   = ring.New(poolBlocks) // synced
-		queue  []uint32               // unsynced: the free list, oldest first, from queue[qh] on
+		free   *ring.Ring // synced: the free list
+		queue  []uint32   // unsynced: the free list, oldest first, from queue[qh] on
 		qh     int
 		carved atomic.Uint32 // blocks handed out so far for the first time
-		avail  atomic.Int64  // blocks that may still be handed out
+		avail  atomic.Int64  // synced: blocks that may still be handed out
 	)
-	avail.Store(poolBlocks)
+	if synced {
+		free = ring.New(poolBlocks)
+		avail.Store(poolBlocks)
+	}
 	headers := sync.Pool{New: func() any { return &boundBuffer{blocks: make([]uint32, 0, 1024)} }}
 	lock := func(buf *boundBuffer) {
 		if synced {

@@ -86,8 +86,8 @@ func BenchmarkPaired(b *testing.B) {
 }
 
 // newPairedOp returns a roundTrip of the named buffer peer, or of the
-// bound or the unsynced bound (see setupBound and setupUnsynced), with the state that the peer's goroutines would
-// share made for this one alone.
+// bound or the unsynced bound (see setupBound and setupUnsynced), with the
+// state that the peer's goroutines would share made for this one alone.
 func newPairedOp(tb testing.TB, name string, size int) roundTrip {
 	switch name {
 	case "bound":

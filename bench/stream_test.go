@@ -85,8 +85,8 @@ func benchRoundTrip(b *testing.B, size, chunk int, parallel bool) {
 }
 
 // TestRoundTrip checks that every buffer peer, and BenchmarkPaired's two
-// bounds, reads back exactly what was written, op after op, in both shapes of the
-// workloads.
+// bounds, reads back exactly what was written, op after op, in both shapes
+// of the workloads.
 func TestRoundTrip(t *testing.T) {
 	names := []string{"bound", "unsynced"}
 	for _, peer := range bufferPeers {
