@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -1051,4 +1053,154 @@ func TestShards(t *testing.T) {
 	for _, b := range bufs {
 		b.Free()
 	}
+}
+
+// ---------------------------------------------------------------------------
+// Free runs
+
+// onePoolShard makes a pool with a single shard, whose ring order a test
+// can follow.
+func onePoolShard(t *testing.T, maxMemory, blockSize int) *BytesPool {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	p := testPool(t, maxMemory, blockSize)
+	require.Equal(t, 0, p.shardMask)
+	return p
+}
+
+// seq returns the n block indices from first on.
+func seq(first uint32, n int) []uint32 {
+	s := make([]uint32, n)
+	for i := range s {
+		s[i] = first + uint32(i)
+	}
+	return s
+}
+
+// TestFreeRunsOrderAndSplit checks that putBlocks files consecutive blocks
+// as one ring entry of at most 16 blocks, and that take hands them out in
+// ring order, splitting the last entry it takes when that one is longer
+// than needed and queueing the rest at the ring's tail.
+func TestFreeRunsOrderAndSplit(t *testing.T) {
+	p := onePoolShard(t, 64*16, 16)
+	sl := p.slabs[0].Load()
+	require.Equal(t, uint(maxRunBits), sl.runBits)
+	free := slices.Concat([]uint32{5, 6, 7, 9}, seq(20, 18), []uint32{40})
+	p.putBlocks(slices.Clone(free), 0)
+	// 5-7 | 9 | 20-35 | 36-37 | 40
+	require.Equal(t, 5, sl.rings[0].Len(), "one entry per run of at most 16")
+
+	for _, step := range []struct {
+		n    int
+		want []uint32
+	}{
+		{2, []uint32{5, 6}},                                       // 7 goes to the tail
+		{5, []uint32{9, 20, 21, 22, 23}},                          // 24-35 go to the tail
+		{16, slices.Concat([]uint32{36, 37, 40, 7}, seq(24, 12))}, // exactly the rest
+	} {
+		dst := make([]uint32, step.n)
+		require.Equal(t, step.n, sl.take(0, dst))
+		require.Equal(t, step.want, dst)
+	}
+	assert.Equal(t, 0, sl.take(0, make([]uint32, 3)), "the ring is empty")
+	assert.Equal(t, 0, sl.rings[0].Len())
+}
+
+// TestFreeRunsShortEntries checks runs in a slab whose entries have room
+// for runs of 2 blocks only, as in a slab of more than 1<<30 blocks.
+func TestFreeRunsShortEntries(t *testing.T) {
+	p := onePoolShard(t, 64*16, 16)
+	sl := p.slabs[0].Load()
+	sl.runBits = 1 // the pool is fresh: no ring holds an entry yet
+	p.putBlocks(seq(3, 5), 0)
+	assert.Equal(t, 3, sl.rings[0].Len(), "3-4 | 5-6 | 7")
+	dst := make([]uint32, 5)
+	require.Equal(t, 5, sl.take(0, dst))
+	assert.Equal(t, seq(3, 5), dst)
+}
+
+// TestFreeRunsAcrossSlabs checks that consecutive blocks on both sides of
+// a slab boundary go to their own slabs' rings.
+func TestFreeRunsAcrossSlabs(t *testing.T) {
+	const b0 = 64 // an unlimited arena of 4 KiB blocks starts with 64 per slab
+	p := onePoolShard(t, 0, 4096)
+	p.addSlab(0)
+	p.addSlab(1)
+	sl0, sl1 := p.slabs[0].Load(), p.slabs[1].Load()
+	require.Equal(t, uint32(b0), sl1.first)
+	p.putBlocks(seq(b0-2, 4), 0)
+	dst := make([]uint32, 4)
+	require.Equal(t, 2, sl1.take(0, dst), "slab 1 holds its own two")
+	assert.Equal(t, seq(b0, 2), dst[:2])
+	require.Equal(t, 2, sl0.take(0, dst), "slab 0 holds its own two")
+	assert.Equal(t, seq(b0-2, 2), dst[:2])
+}
+
+// TestRunBitsFor checks that a ring entry always has room for the position
+// of any block of its slab and at least one bit of run length.
+func TestRunBitsFor(t *testing.T) {
+	for n, want := range map[int]uint{1: 4, 2: 4, 1 << 28: 4, 1<<28 + 1: 3, 1 << 29: 3, 1 << 30: 2, 1<<30 + 1: 1, 1 << 31: 1} {
+		bits := runBitsFor(n)
+		assert.Equal(t, want, bits, "runBitsFor(%d)", n)
+		assert.LessOrEqual(t, uint64(n-1)<<bits|(1<<bits-1), uint64(math.MaxUint32), "the last entry of a slab of %d blocks", n)
+	}
+}
+
+// TestFreeRunsStress has goroutines take runs of random length from a
+// small pool with several shards and put them back in pieces, sorted so
+// that they form runs again: every take that needs fewer blocks than an
+// entry holds splits it. No block may be handed out twice, and at the end
+// every block must be back.
+func TestFreeRunsStress(t *testing.T) {
+	const total, workers = 64, 4
+	rounds := 20000
+	if testing.Short() {
+		rounds = 2000
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	p := testPool(t, total*16, 16)
+	require.Equal(t, 3, p.shardMask)
+	held := make([]atomic.Bool, total)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			dst := make([]uint32, 16)
+			for range rounds {
+				k := 1 + rng.IntN(len(dst))
+				shard := rng.IntN(4)
+				if !p.sema.TryAcquire(uint64(k), shard) {
+					runtime.Gosched()
+					continue
+				}
+				got := dst[:k]
+				p.getBlocks(got, shard)
+				for _, i := range got {
+					if i >= total || held[i].Swap(true) {
+						t.Errorf("block %d handed out twice, or out of range", i)
+						return
+					}
+				}
+				slices.Sort(got)
+				cut := rng.IntN(k + 1)
+				for _, part := range [][]uint32{got[:cut], got[cut:]} {
+					for _, i := range part {
+						held[i].Store(false)
+					}
+					p.putBlocks(slices.Clone(part), shard)
+				}
+				p.sema.Release(uint64(k), shard)
+			}
+		}()
+	}
+	within(t, "the stress run", wg.Wait) // a lost block makes getBlocks spin
+	require.Equal(t, 0, p.Stats().BlocksInUse)
+	require.True(t, p.sema.TryAcquire(total, 0), "every block is free")
+	all := make([]uint32, total)
+	within(t, "taking every block back", func() { p.getBlocks(all, 0) })
+	slices.Sort(all)
+	assert.Equal(t, seq(0, total), all, "every block came back exactly once")
+	p.putBlocks(all, 0)
+	p.sema.Release(total, 0)
 }

@@ -1,13 +1,13 @@
 // Package ring implements a bounded multi-producer multi-consumer FIFO
-// queue of uint32 values, used by the pool as its free list of block
-// indices.
+// queue of uint32 values, used by the pool as its free list of blocks.
 //
 // It is a Vyukov-style bounded queue: every slot records which position it
 // holds, so producers and consumers agree on a slot without a lock. Pop
 // costs one CAS on the shared head and no write to the slot; Push costs one
 // CAS on the shared tail and one store to the slot. PopN and PushN move a
-// run of values with one CAS. No mutex, no channel; producers and consumers
-// contend on different cache lines.
+// run of values with one CAS, and PopWeighted pops values that each stand
+// for several items until they add up to what the caller needs. No mutex,
+// no channel; producers and consumers contend on different cache lines.
 //
 // Push and Pop never block: they report full or empty instead. The queue is
 // not linearizable at one edge: a Pop can report empty while a Push that
@@ -227,25 +227,37 @@ func (r *Ring) Pop() (uint32, bool) {
 // CAS, stores them in dst in order, and returns how many. It stops early at
 // the first position whose value is not published yet.
 func (r *Ring) PopN(dst []uint32) int {
+	n, _ := r.PopWeighted(dst, len(dst), 0)
+	return n
+}
+
+// PopWeighted is PopN for values that each stand for several items: value v
+// counts as v&mask + 1 of them. It removes values, with one CAS, until they
+// count at least want items (the last one may take the count past want),
+// dst is full, or it reaches a position whose value is not published yet,
+// and returns how many values it stored in dst and how many items they
+// count. With mask 0 every value is one item.
+func (r *Ring) PopWeighted(dst []uint32, want int, mask uint32) (n, items int) {
 	for {
 		h := r.head.Load()
-		k := 0
-		for ; k < len(dst); k++ {
+		k, w := 0, 0
+		for ; k < len(dst) && w < want; k++ {
 			pos := h + uint64(k)
-			w := r.slots[pos&r.mask].word.Load()
-			if uint32(w>>32) != uint32(pos) {
+			word := r.slots[pos&r.mask].word.Load()
+			if uint32(word>>32) != uint32(pos) {
 				break
 			}
-			dst[k] = uint32(w)
+			dst[k] = uint32(word)
+			w += int(uint32(word)&mask) + 1
 		}
 		if k == 0 {
-			if w := r.slots[h&r.mask].word.Load(); int32(uint32(w>>32)-uint32(h)) > 0 {
+			if word := r.slots[h&r.mask].word.Load(); int32(uint32(word>>32)-uint32(h)) > 0 {
 				continue // h was stale
 			}
-			return 0
+			return 0, 0
 		}
 		if r.head.CompareAndSwap(h, h+uint64(k)) {
-			return k
+			return k, w
 		}
 	}
 }
