@@ -1105,17 +1105,20 @@ func TestFreeRunsOrderAndSplit(t *testing.T) {
 	assert.Equal(t, 0, sl.rings[0].Len())
 }
 
-// TestFreeRunsShortEntries checks runs in a slab whose entries have room
-// for runs of 2 blocks only, as in a slab of more than 1<<30 blocks.
+// TestFreeRunsShortEntries checks runs in slabs whose entries have room for
+// runs of 2 blocks, or of one, as in arenas of more than 1<<30 and 1<<31
+// blocks.
 func TestFreeRunsShortEntries(t *testing.T) {
-	p := onePoolShard(t, 64*16, 16)
-	sl := p.slabs[0].Load()
-	sl.runBits = 1 // the pool is fresh: no ring holds an entry yet
-	p.putBlocks(seq(3, 5), 0)
-	assert.Equal(t, 3, sl.rings[0].Len(), "3-4 | 5-6 | 7")
-	dst := make([]uint32, 5)
-	require.Equal(t, 5, sl.take(0, dst))
-	assert.Equal(t, seq(3, 5), dst)
+	for bits, entries := range map[uint]int{1: 3, 0: 5} { // 3-4 | 5-6 | 7, or one per block
+		p := onePoolShard(t, 64*16, 16)
+		sl := p.slabs[0].Load()
+		sl.runBits = bits // the pool is fresh: no ring holds an entry yet
+		p.putBlocks(seq(3, 5), 0)
+		assert.Equal(t, entries, sl.rings[0].Len(), "runBits %d", bits)
+		dst := make([]uint32, 5)
+		require.Equal(t, 5, sl.take(0, dst), "runBits %d", bits)
+		assert.Equal(t, seq(3, 5), dst, "runBits %d", bits)
+	}
 }
 
 // TestFreeRunsAcrossSlabs checks that consecutive blocks on both sides of
@@ -1135,13 +1138,17 @@ func TestFreeRunsAcrossSlabs(t *testing.T) {
 	assert.Equal(t, seq(b0-2, 2), dst[:2])
 }
 
-// TestRunBitsFor checks that a ring entry always has room for the position
-// of any block of its slab and at least one bit of run length.
+// TestRunBitsFor checks that a ring entry always has room for the index
+// of any block of its slab beside its run length.
 func TestRunBitsFor(t *testing.T) {
-	for n, want := range map[int]uint{1: 4, 2: 4, 1 << 28: 4, 1<<28 + 1: 3, 1 << 29: 3, 1 << 30: 2, 1<<30 + 1: 1, 1 << 31: 1} {
-		bits := runBitsFor(n)
-		assert.Equal(t, want, bits, "runBitsFor(%d)", n)
-		assert.LessOrEqual(t, uint64(n-1)<<bits|(1<<bits-1), uint64(math.MaxUint32), "the last entry of a slab of %d blocks", n)
+	for last, want := range map[uint32]uint{0: 4, 1: 4, 1<<28 - 1: 4, 1 << 28: 3, 1<<29 - 1: 3, 1<<30 - 1: 2, 1 << 30: 1, 1<<31 - 1: 1, 1 << 31: 0, math.MaxUint32: 0} {
+		bits := runBitsFor(last)
+		assert.Equal(t, want, bits, "runBitsFor(%d)", last)
+		sl := slabLists{runBits: bits}
+		longest := 1 << bits
+		i, n := sl.run(sl.entry(last, longest))
+		assert.Equal(t, last, i, "the longest run from block %d", last)
+		assert.Equal(t, longest, n, "the longest run from block %d", last)
 	}
 }
 

@@ -19,10 +19,12 @@ import (
 //   - a sync.Mutex Lock and Unlock around every write, every read and the
 //     release (SPEC: a Bytes is safe for concurrent use);
 //   - per write, one CAS on a shared counter to reserve the blocks it needs
-//     (the hard cap) and one PopN from a lock-free ring of free block
-//     indices (the design card's free list), whose slots it reads;
-//   - per read, one PushN of the blocks it empties, which publishes each
-//     index in its slot, and one atomic add to give back their
+//     (the hard cap) and one PopWeighted from a lock-free ring of free
+//     blocks (the design card's free list), whose slots it reads. As in
+//     bytespool, an entry of the ring is a run of up to 16 consecutive
+//     blocks, and the rest of a run longer than the write needs goes back;
+//   - per read, one PushN of the blocks it empties, which publishes one
+//     entry per run in its slot, and one atomic add to give back their
 //     reservations;
 //   - the copies, one per run of adjacent blocks, as bytespool's are.
 //
@@ -50,6 +52,13 @@ type boundBuffer struct {
 	r, w   int // read and write offsets into the bytes of blocks[h:]
 }
 
+// runBits is the number of low bits of a bound's ring entry that hold the
+// length of its run, less one; the rest is the run's first block.
+const (
+	runBits = 4
+	runMask = 1<<runBits - 1
+)
+
 // boundOp returns the setup of setupBound (synced) or setupUnsynced.
 func boundOp(synced bool) func() roundTrip {
 	arena := make([]byte, poolMemory)
@@ -75,26 +84,52 @@ func boundOp(synced bool) func() roundTrip {
 			buf.mu.Unlock()
 		}
 	}
-	// pop appends need free blocks to buf.blocks.
+	// pushEntries puts ring entries back, each a run of blocks: the
+	// first one's index <<runBits | the length-1.
+	pushEntries := func(es []uint32) {
+		for pushed := 0; pushed < len(es); {
+			pushed += free.PushN(es[pushed:])
+		}
+	}
+	// popRuns appends up to need blocks from the ring to buf.blocks and
+	// returns how many.
+	popRuns := func(buf *boundBuffer, need int) int {
+		var es [16]uint32
+		n, items := free.PopWeighted(es[:min(need, len(es))], need, runMask)
+		for i, e := range es[:n] {
+			first, m := e>>runBits, int(e&runMask)+1
+			if i == n-1 && items > need { // split the last run
+				keep := m - (items - need)
+				rest := [1]uint32{(first+uint32(keep))<<runBits | uint32(m-keep-1)}
+				pushEntries(rest[:])
+				m = keep
+			}
+			for t := range m {
+				buf.blocks = append(buf.blocks, first+uint32(t))
+			}
+		}
+		return min(items, need)
+	}
+	// pop appends need free blocks to buf.blocks, carving new ones when
+	// the free list is empty.
 	pop := func(buf *boundBuffer, need int) {
 		if synced {
 			for n := avail.Load(); !avail.CompareAndSwap(n, n-int64(need)); n = avail.Load() {
 			}
 		}
-		var idx [16]uint32
 		for need > 0 {
-			var k int
+			var got int
 			if synced {
-				k = free.PopN(idx[:min(need, len(idx))])
+				got = popRuns(buf, need)
 			} else {
-				k = copy(idx[:min(need, len(idx))], queue[qh:])
-				qh += k
+				got = min(need, len(queue)-qh)
+				buf.blocks = append(buf.blocks, queue[qh:qh+got]...)
+				qh += got
 			}
-			if k == 0 {
-				idx[0], k = carved.Add(1)-1, 1
+			if got == 0 {
+				buf.blocks, got = append(buf.blocks, carved.Add(1)-1), 1
 			}
-			buf.blocks = append(buf.blocks, idx[:k]...)
-			need -= k
+			need -= got
 		}
 	}
 	// push gives blocks back.
@@ -106,10 +141,21 @@ func boundOp(synced bool) func() roundTrip {
 			queue = append(queue, blocks...)
 			return
 		}
-		for pushed := 0; pushed < len(blocks); {
-			pushed += free.PushN(blocks[pushed:])
+		freed := int64(len(blocks))
+		var es [16]uint32
+		for len(blocks) > 0 {
+			m := 0
+			for ; m < len(es) && len(blocks) > 0; m++ {
+				n := 1
+				for n < min(len(blocks), 1<<runBits) && blocks[n] == blocks[0]+uint32(n) {
+					n++
+				}
+				es[m] = blocks[0]<<runBits | uint32(n-1)
+				blocks = blocks[n:]
+			}
+			pushEntries(es[:m])
 		}
-		avail.Add(int64(len(blocks)))
+		avail.Add(freed)
 	}
 	// span returns the bytes of held block i (counted from h) and of the
 	// held blocks after it that follow it in the arena, up to offset end

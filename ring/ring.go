@@ -227,17 +227,17 @@ func (r *Ring) Pop() (uint32, bool) {
 // CAS, stores them in dst in order, and returns how many. It stops early at
 // the first position whose value is not published yet.
 func (r *Ring) PopN(dst []uint32) int {
-	n, _ := r.PopWeighted(dst, len(dst), 0)
+	n, _ := r.PopWeighted(dst, len(dst), 32)
 	return n
 }
 
 // PopWeighted is PopN for values that each stand for several items: value v
-// counts as v&mask + 1 of them. It removes values, with one CAS, until they
-// count at least want items (the last one may take the count past want),
-// dst is full, or it reaches a position whose value is not published yet,
-// and returns how many values it stored in dst and how many items they
-// count. With mask 0 every value is one item.
-func (r *Ring) PopWeighted(dst []uint32, want int, mask uint32) (n, items int) {
+// counts as v>>shift + 1 of them, so with shift 32 every value is one item.
+// It removes values, with one CAS, until they count at least want items
+// (the last one may take the count past want), dst is full, or it reaches
+// a position whose value is not published yet, and returns how many values
+// it stored in dst and how many items they count.
+func (r *Ring) PopWeighted(dst []uint32, want int, shift uint) (n, items int) {
 	for {
 		h := r.head.Load()
 		k, w := 0, 0
@@ -248,7 +248,7 @@ func (r *Ring) PopWeighted(dst []uint32, want int, mask uint32) (n, items int) {
 				break
 			}
 			dst[k] = uint32(word)
-			w += int(uint32(word)&mask) + 1
+			w += int(uint32(word)>>shift) + 1
 		}
 		if k == 0 {
 			if word := r.slots[h&r.mask].word.Load(); int32(uint32(word>>32)-uint32(h)) > 0 {

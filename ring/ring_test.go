@@ -570,13 +570,13 @@ func TestBatchStress(t *testing.T) {
 	}
 }
 
-// TestPopWeighted checks that PopWeighted counts value v as v&mask + 1
+// TestPopWeighted checks that PopWeighted counts value v as v>>shift + 1
 // items and stops once it has want items (the last value may take it
 // past want), when dst is full, or at a position not yet published.
 func TestPopWeighted(t *testing.T) {
-	const mask = 0xf
+	const shift = 28
 	r := New(16)
-	vs := []uint32{0x10 | 2, 0x20, 0x30 | 7, 0x40 | 1} // 3, 1, 8 and 2 items
+	vs := []uint32{2<<shift | 1, 2, 7<<shift | 3, 1<<shift | 4} // 3, 1, 8 and 2 items
 	require.Equal(t, len(vs), r.PushN(vs))
 	dst := make([]uint32, 8)
 	for _, step := range []struct {
@@ -590,15 +590,18 @@ func TestPopWeighted(t *testing.T) {
 		{8, 99, 1, 2, vs[3:]},     // the ring runs out
 		{8, 99, 0, 0, []uint32{}}, // empty
 	} {
-		n, items := r.PopWeighted(dst[:step.dst], step.want, mask)
+		n, items := r.PopWeighted(dst[:step.dst], step.want, shift)
 		require.Equal(t, step.n, n, "%+v", step)
 		require.Equal(t, step.items, items, "%+v", step)
 		require.Equal(t, step.values, dst[:n], "%+v", step)
 	}
 
+	require.Equal(t, 3, r.PushN([]uint32{1, 2, math.MaxUint32}))
+	n, items := r.PopWeighted(dst, 99, 32)
+	assert.Equal(t, []int{3, 3}, []int{n, items}, "shift 32 counts one item per value")
 	require.Equal(t, 3, r.PushN([]uint32{1, 2, 3}))
-	n, items := r.PopWeighted(dst[:2], 99, 0)
-	assert.Equal(t, []int{2, 2}, []int{n, items}, "a full dst stops it; mask 0 counts one item per value")
+	n, items = r.PopWeighted(dst[:2], 99, 32)
+	assert.Equal(t, []int{2, 2}, []int{n, items}, "a full dst stops it")
 	assert.Equal(t, 1, r.Len())
 
 	// Position 1 is claimed but not yet published.
@@ -607,10 +610,10 @@ func TestPopWeighted(t *testing.T) {
 	pos, k := r.claim(1)
 	require.Equal(t, uint64(1), k)
 	require.Equal(t, 1, r.PushN([]uint32{3}))
-	n, items = r.PopWeighted(dst, 99, 0)
+	n, items = r.PopWeighted(dst, 99, 32)
 	assert.Equal(t, []int{1, 1}, []int{n, items}, "stops before the unpublished position")
 	r.slots[pos&r.mask].word.Store(pack(pos, 2))
-	n, items = r.PopWeighted(dst, 99, 0)
+	n, items = r.PopWeighted(dst, 99, 32)
 	assert.Equal(t, []int{2, 2}, []int{n, items})
 	assert.Equal(t, []uint32{2, 3}, dst[:n])
 }
