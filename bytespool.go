@@ -384,8 +384,8 @@ func (p *BytesPool) addSlab(k int) {
 	}
 	n := p.arena.SlabBlocks(k)
 	sl := &slabLists{
-		rings:   make([]*ring.Ring, p.shardMask+1),
-		links:   make([]link, n),
+		rings: make([]*ring.Ring, p.shardMask+1),
+		links: make([]link, n),
 	}
 	for i := range k {
 		sl.first += uint32(p.arena.SlabBlocks(i))
