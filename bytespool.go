@@ -129,12 +129,12 @@ type BytesPool struct {
 // rings[s] holds the free blocks of the slab that were freed into shard s,
 // as runs of consecutive blocks: the entry (n-1)<<(32-runBits) | i stands
 // for the n blocks from block i on (see entry and run), so the entry of a
-// run of one block is the block's index. A read frees
-// every block it empties at once, and a write takes the blocks for all its
-// bytes at once, so a stream of 32 KiB reads and writes puts back and
-// takes one entry per call rather than 8. Each entry costs a Push an
-// atomic store, an exchange that waits for the core's store buffer to
-// drain, and one per block cost a 2 MiB stream 0.8% of its time. Each
+// run of one block is the block's index. A read frees every block it
+// empties at once, and a write takes the blocks for all its bytes at once,
+// so a stream of 32 KiB reads and writes puts back and takes one entry per
+// call rather than 8. Each entry costs a Push an atomic store, an exchange
+// that waits for the core's store buffer, full of the copy's stores, to
+// drain; one per block cost a 2 MiB stream 0.5-0.8% of its time. Each
 // ring's capacity is the number of blocks in the slab, and a free block
 // sits in one entry of one ring only, so a push never finds a ring full
 // for good.
@@ -296,10 +296,11 @@ func (p *BytesPool) tooBig(n int) bool { return n > p.capacity }
 // newest slab's ring first, with one CAS per ring (see take).
 //
 // A ring's Pop may report empty while a Push that claimed an earlier slot
-// is still publishing (see package ring); the reservation says the blocks
-// are there, so the loop tries again. That Push is usually a few
+// is still publishing (see package ring), or while another take holds the
+// rest of a run it split and has yet to push back; the reservation says
+// the blocks are there, so the loop tries again. Either is usually a few
 // instructions from done, so the first retries are immediate; only if it
-// stays unpublished (its goroutine was preempted) does the loop yield.
+// stays undone (its goroutine was preempted) does the loop yield.
 func (p *BytesPool) getBlocks(dst []uint32, shard int) {
 	// Usually the home shard's ring of the newest slab has them all.
 	// That slab's lists are there: addSlab publishes them before it
