@@ -416,36 +416,47 @@ func (p *BytesPool) span(i uint32) (mem []byte, links []link) {
 	return p.arena.Slab(k)[j*p.blockSize:], p.slabs[k].Load().links[j:]
 }
 
-// putBlocks returns blocks to their slabs' rings in the given shard, wiping
-// them first if the pool zeroes on free. The caller then releases their
-// reservations with p.sema.Release, after the push, so that a writer
-// granted those reservations finds the blocks. putBlocks uses idx as
-// scratch: what it holds on return is undefined.
-func (p *BytesPool) putBlocks(idx []uint32, shard int) {
-	if p.zero {
-		for _, b := range idx {
-			clear(p.arena.Block(b))
+// A blockRun is the n blocks from block first on.
+type blockRun struct{ first, n uint32 }
+
+// putRuns returns runs of blocks to their slabs' rings in the given shard,
+// wiping them first if the pool zeroes on free. The caller then releases
+// their reservations with p.sema.Release, after the push, so that a writer
+// granted those reservations finds the blocks.
+//
+// Each run becomes one ring entry per 1<<runBits blocks, and the part of a
+// run that crosses into the next slab goes to that slab's ring; the
+// entries for one slab go to its ring with one CAS.
+func (p *BytesPool) putRuns(runs []blockRun, shard int) {
+	var es [16]uint32
+	m := 0
+	var sl *slabLists // the slab of es; its blocks are the len(sl.links) indices from sl.first on
+	for _, r := range runs {
+		for r.n > 0 {
+			if sl == nil || r.first-sl.first >= uint32(len(sl.links)) {
+				if m > 0 {
+					pushAll(sl.rings[shard], es[:m])
+					m = 0
+				}
+				sl = p.slabs[p.arena.SlabOf(r.first)].Load()
+			}
+			n := min(r.n, 1<<sl.runBits, sl.first+uint32(len(sl.links))-r.first)
+			if p.zero {
+				for i := range n {
+					clear(p.arena.Block(r.first + i))
+				}
+			}
+			es[m] = sl.entry(r.first, int(n))
+			if m++; m == len(es) {
+				pushAll(sl.rings[shard], es[:m])
+				m = 0
+			}
+			r.first += n
+			r.n -= n
 		}
 	}
-	for len(idx) > 0 {
-		// The blocks of one slab go to its ring with one CAS, as one
-		// entry per run of consecutive blocks. The slab's blocks are
-		// the len(sl.links) indices from sl.first on. The entries are
-		// written over idx in place: entry m comes from idx[i:j] with
-		// m <= i < j, so it overwrites only blocks already encoded.
-		sl := p.slabs[p.arena.SlabOf(idx[0])].Load()
-		n := uint32(len(sl.links))
-		m, i := 0, 0
-		for ; i < len(idx) && idx[i]-sl.first < n; m++ {
-			j := i + 1
-			for j < len(idx) && j-i < 1<<sl.runBits && idx[j] == idx[j-1]+1 && idx[j]-sl.first < n {
-				j++
-			}
-			idx[m] = sl.entry(idx[i], j-i)
-			i = j
-		}
-		pushAll(sl.rings[shard], idx[:m])
-		idx = idx[i:]
+	if m > 0 {
+		pushAll(sl.rings[shard], es[:m])
 	}
 }
 
@@ -506,29 +517,42 @@ func pushAll(r *ring.Ring, es []uint32) {
 // freeBlock gives one block back, to its ring in the given shard, and its
 // reservation.
 func (p *BytesPool) freeBlock(i uint32, shard int) {
-	one := [1]uint32{i}
-	p.putBlocks(one[:], shard)
+	one := [1]blockRun{{first: i, n: 1}}
+	p.putRuns(one[:], shard)
 	p.sema.Release(1, shard)
 }
 
-// freer gives blocks back to the pool in batches: one PushN per run and one
-// semaphore release for the lot. Use it on the stack: add each block, then
-// call done once.
+// freer gives blocks back to the pool in batches: runs of consecutive
+// blocks, one ring entry per run (see putRuns), and one semaphore release
+// for the lot. Use it on the stack: add each block or run, then call done
+// once.
 type freer struct {
 	pool  *BytesPool
 	shard int
-	buf   [16]uint32
-	n     int
-	total int
+	runs  [16]blockRun
+	n     int // runs queued
+	total int // blocks added
 }
 
-// add queues block i. It is called once per block, so it is kept small
-// enough to inline; flush, its rare case, is kept out of line for that.
-func (f *freer) add(i uint32) {
-	if f.n == len(f.buf) {
-		f.flush()
+// add queues block i.
+func (f *freer) add(i uint32) { f.addRun(i, 1) }
+
+// addRun queues the n blocks from first on, as part of the last run
+// queued when they follow it. It is called once per block by some
+// callers, so it is kept small enough to inline; flush, its rare case, is
+// kept out of line for that.
+func (f *freer) addRun(first uint32, n int) {
+	f.total += n
+	if f.n > 0 {
+		if r := &f.runs[f.n-1]; r.first+r.n == first {
+			r.n += uint32(n)
+			return
+		}
+		if f.n == len(f.runs) {
+			f.flush()
+		}
 	}
-	f.buf[f.n] = i
+	f.runs[f.n] = blockRun{first, uint32(n)}
 	f.n++
 }
 
@@ -541,8 +565,7 @@ func (f *freer) addList(l *blockList) {
 
 //go:noinline
 func (f *freer) flush() {
-	f.pool.putBlocks(f.buf[:f.n], f.shard)
-	f.total += f.n
+	f.pool.putRuns(f.runs[:f.n], f.shard)
 	f.n = 0
 }
 

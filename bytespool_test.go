@@ -1076,7 +1076,17 @@ func seq(first uint32, n int) []uint32 {
 	return s
 }
 
-// TestFreeRunsOrderAndSplit checks that putBlocks files consecutive blocks
+// putBlocks gives the blocks idx back to the rings of the shard through a
+// freer, in order, without releasing their reservations.
+func putBlocks(p *BytesPool, idx []uint32, shard int) {
+	f := freer{pool: p, shard: shard}
+	for _, i := range idx {
+		f.add(i)
+	}
+	f.flush()
+}
+
+// TestFreeRunsOrderAndSplit checks that a freer files consecutive blocks
 // as one ring entry of at most 16 blocks, and that take hands them out in
 // ring order, splitting the last entry it takes when that one is longer
 // than needed and queueing the rest at the ring's tail.
@@ -1085,7 +1095,7 @@ func TestFreeRunsOrderAndSplit(t *testing.T) {
 	sl := p.slabs[0].Load()
 	require.Equal(t, uint(maxRunBits), sl.runBits)
 	free := slices.Concat([]uint32{5, 6, 7, 9}, seq(20, 18), []uint32{40})
-	p.putBlocks(slices.Clone(free), 0)
+	putBlocks(p, free, 0)
 	// 5-7 | 9 | 20-35 | 36-37 | 40
 	require.Equal(t, 5, sl.rings[0].Len(), "one entry per run of at most 16")
 
@@ -1105,6 +1115,22 @@ func TestFreeRunsOrderAndSplit(t *testing.T) {
 	assert.Equal(t, 0, sl.rings[0].Len())
 }
 
+// TestFreerFlushes checks that a freer given more runs than it queues
+// files them all, in order.
+func TestFreerFlushes(t *testing.T) {
+	p := onePoolShard(t, 64*16, 16)
+	var every2nd []uint32
+	for i := uint32(0); i < 40; i += 2 {
+		every2nd = append(every2nd, i)
+	}
+	putBlocks(p, every2nd, 0) // 20 runs of one block
+	sl := p.slabs[0].Load()
+	require.Equal(t, len(every2nd), sl.rings[0].Len())
+	dst := make([]uint32, len(every2nd))
+	require.Equal(t, len(dst), sl.take(0, dst))
+	assert.Equal(t, every2nd, dst)
+}
+
 // TestFreeRunsShortEntries checks runs in slabs whose entries have room for
 // runs of 2 blocks, or of one, as in arenas of more than 1<<30 and 1<<31
 // blocks.
@@ -1113,7 +1139,7 @@ func TestFreeRunsShortEntries(t *testing.T) {
 		p := onePoolShard(t, 64*16, 16)
 		sl := p.slabs[0].Load()
 		sl.runBits = bits // the pool is fresh: no ring holds an entry yet
-		p.putBlocks(seq(3, 5), 0)
+		putBlocks(p, seq(3, 5), 0)
 		assert.Equal(t, entries, sl.rings[0].Len(), "runBits %d", bits)
 		dst := make([]uint32, 5)
 		require.Equal(t, 5, sl.take(0, dst), "runBits %d", bits)
@@ -1130,7 +1156,7 @@ func TestFreeRunsAcrossSlabs(t *testing.T) {
 	p.addSlab(1)
 	sl0, sl1 := p.slabs[0].Load(), p.slabs[1].Load()
 	require.Equal(t, uint32(b0), sl1.first)
-	p.putBlocks(seq(b0-2, 4), 0)
+	putBlocks(p, seq(b0-2, 4), 0)
 	dst := make([]uint32, 4)
 	require.Equal(t, 2, sl1.take(0, dst), "slab 1 holds its own two")
 	assert.Equal(t, seq(b0, 2), dst[:2])
@@ -1191,13 +1217,27 @@ func TestFreeRunsStress(t *testing.T) {
 				}
 				slices.Sort(got)
 				cut := rng.IntN(k + 1)
-				for _, part := range [][]uint32{got[:cut], got[cut:]} {
-					for _, i := range part {
-						held[i].Store(false)
-					}
-					p.putBlocks(slices.Clone(part), shard)
+				for _, i := range got {
+					held[i].Store(false)
 				}
-				p.sema.Release(uint64(k), shard)
+				// The first part goes back block by block, the
+				// second a stretch of consecutive blocks at a time,
+				// as a read gives back a run.
+				f := freer{pool: p, shard: shard}
+				for _, i := range got[:cut] {
+					f.add(i)
+				}
+				f.done()
+				f = freer{pool: p, shard: shard}
+				for rest := got[cut:]; len(rest) > 0; {
+					n := 1
+					for n < len(rest) && rest[n] == rest[0]+uint32(n) {
+						n++
+					}
+					f.addRun(rest[0], n)
+					rest = rest[n:]
+				}
+				f.done()
 			}
 		}()
 	}
@@ -1208,6 +1248,9 @@ func TestFreeRunsStress(t *testing.T) {
 	within(t, "taking every block back", func() { p.getBlocks(all, 0) })
 	slices.Sort(all)
 	assert.Equal(t, seq(0, total), all, "every block came back exactly once")
-	p.putBlocks(all, 0)
-	p.sema.Release(total, 0)
+	f := freer{pool: p, shard: 0}
+	for _, i := range all {
+		f.add(i)
+	}
+	f.done()
 }

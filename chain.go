@@ -219,21 +219,25 @@ func (c *chain) read(p []byte) int {
 
 // drop consumes the first k unread bytes of the run at the front of l,
 // whose links are links (see BytesPool.front): it pops the blocks that
-// this empties and adds them to f, and moves the front of the block where
-// it stops.
+// this empties and adds them to f as one run, and moves the front of the
+// block where it stops.
 func (l *blockList) drop(links []link, k int, f *freer) {
 	// o is where the consumed bytes end, counted from the start of the
 	// head block; all but the last block of the run end at their
-	// block's end.
+	// block's end. The run's blocks are l.head and the ones after it.
 	o := int(links[0].off) + k
-	for j := range links {
-		h := &links[j]
-		if o < int(h.end) {
-			h.off = uint32(o)
-			return
-		}
-		f.add(l.pop(h))
+	full := 0
+	for full < len(links) && o >= int(links[full].end) {
 		o -= f.pool.blockSize
+		full++
+	}
+	if full > 0 {
+		f.addRun(l.head, full)
+		l.head = links[full-1].next
+		l.blocks -= full
+	}
+	if full < len(links) {
+		links[full].off = uint32(o)
 	}
 }
 
