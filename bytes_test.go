@@ -144,6 +144,8 @@ func TestRoundTripAgainstModel(t *testing.T) {
 			}
 			require.Equal(t, nonNil(model.Bytes()), readAll(t, b))
 			require.Equal(t, 0, p.Stats().BlocksInUse)
+			b.Free()
+			requireAllFree(t, p)
 		})
 	}
 }

@@ -218,3 +218,32 @@ func (w *stingyWriter) Write(p []byte) (int, error) {
 func (w *stingyWriter) Bytes() []byte { return nonNil(w.buf.Bytes()) }
 
 var errTest = errors.New("test: injected failure")
+
+// requireAllFree checks, when nothing holds a block of p, that every block
+// carved from its arena sits in one of its free rings, once: no run was
+// lost or queued twice. It empties the rings.
+func requireAllFree(t testing.TB, p *BytesPool) {
+	t.Helper()
+	carved := p.arena.Carved()
+	seen := make([]bool, carved)
+	free := 0
+	for k := range int(p.nslabs.Load()) {
+		sl := p.slabs[k].Load()
+		for s := range sl.rings {
+			for {
+				var dst [16]uint32
+				n := sl.take(s, dst[:])
+				for _, i := range dst[:n] {
+					require.Less(t, int(i), carved, "a free block that was never carved")
+					require.False(t, seen[i], "block %d is free twice", i)
+					seen[i] = true
+				}
+				free += n
+				if n < len(dst) {
+					break
+				}
+			}
+		}
+	}
+	require.Equal(t, carved, free, "blocks carved and blocks free")
+}
