@@ -153,7 +153,8 @@ type slabLists struct {
 }
 
 // maxRunBits bounds the length of a run in a ring entry to 16 blocks, the
-// most that a freer or a write's batch moves at once.
+// most that a write takes at once (its batch of indices); putRuns files a
+// longer run as several entries.
 const maxRunBits = 4
 
 // runBitsFor returns the runBits of a slab whose last block is block last:
@@ -538,9 +539,8 @@ type freer struct {
 func (f *freer) add(i uint32) { f.addRun(i, 1) }
 
 // addRun queues the n blocks from first on, as part of the last run
-// queued when they follow it. It is called once per block by some
-// callers, so it is kept small enough to inline; flush, its rare case, is
-// kept out of line for that.
+// queued when they follow it, so that blocks added one at a time in order
+// (addList, the pipe's reader) still go back as runs.
 func (f *freer) addRun(first uint32, n int) {
 	f.total += n
 	if f.n > 0 {
@@ -563,7 +563,7 @@ func (f *freer) addList(l *blockList) {
 	}
 }
 
-//go:noinline
+// flush pushes the runs queued so far.
 func (f *freer) flush() {
 	f.pool.putRuns(f.runs[:f.n], f.shard)
 	f.n = 0

@@ -1243,14 +1243,5 @@ func TestFreeRunsStress(t *testing.T) {
 	}
 	within(t, "the stress run", wg.Wait) // a lost block makes getBlocks spin
 	require.Equal(t, 0, p.Stats().BlocksInUse)
-	require.True(t, p.sema.TryAcquire(total, 0), "every block is free")
-	all := make([]uint32, total)
-	within(t, "taking every block back", func() { p.getBlocks(all, 0) })
-	slices.Sort(all)
-	assert.Equal(t, seq(0, total), all, "every block came back exactly once")
-	f := freer{pool: p, shard: 0}
-	for _, i := range all {
-		f.add(i)
-	}
-	f.done()
+	requireAllFree(t, p) // every block came back exactly once
 }

@@ -95,7 +95,7 @@ func TestRoundTrip(t *testing.T) {
 	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
 			// The third shape's chunks of a block and a half make the
-			// bound split the runs it frees.
+			// bound split free runs longer than a write needs.
 			for _, shape := range []struct{ size, chunk int }{{2 << 20, 32 << 10}, {1 << 10, 1 << 10}, {24 << 10, 6 << 10}} {
 				op := newPairedOp(t, name, shape.size)
 				dst := make([]byte, shape.size)

@@ -138,18 +138,20 @@ func newAt(capacity int, start uint64) *Ring {
 // ordered: the Pop's CAS, then the Push that loaded head and stored it in
 // seenHead, then this Push's load of seenHead, then its store to the slot.
 //
-// ABA. head and tail only ever increase by one (or by n, for PopN and
-// PushN), so a CAS from a stale position succeeds only while the counter is
-// still that position, and a 64-bit counter does not come back round in
-// practice (2^64 claims). The tag is only 32 bits, but it is never trusted
-// alone: a Pop acts on it only through a CAS on the 64-bit head. A fresh
-// head h finds in its slot the tag h-len(slots) (not pushed yet) or h
-// (pushed), and the signed difference of the two tags tells them apart for
-// any len(slots) <= 2^31; a stale head that reads a later lap's tag sees a
-// positive difference, or a tag that matches by wrapping, and then its CAS
-// fails because head has moved on. Every comparison of positions is a
-// signed difference, so the wrap of the counters themselves (at 2^64) is
-// harmless: len(slots) divides 2^64, so pos&mask stays consistent.
+// ABA. head and tail only ever increase by one (or by n, for PopN,
+// PopWeighted and PushN, which read or write every word of the n positions
+// as Pop and Push do for one), so a CAS from a stale position succeeds only
+// while the counter is still that position, and a 64-bit counter does not
+// come back round in practice (2^64 claims). The tag is only 32 bits, but it
+// is never trusted alone: a Pop acts on it only through a CAS on the 64-bit
+// head. A fresh head h finds in its slot the tag h-len(slots) (not pushed
+// yet) or h (pushed), and the signed difference of the two tags tells them
+// apart for any len(slots) <= 2^31; a stale head that reads a later lap's
+// tag sees a positive difference, or a tag that matches by wrapping, and
+// then its CAS fails because head has moved on. Every comparison of
+// positions is a signed difference, so the wrap of the counters themselves
+// (at 2^64) is harmless: len(slots) divides 2^64, so pos&mask stays
+// consistent.
 //
 // Progress. Neither call waits for another goroutine: the loops retry only
 // after a failed CAS or a stale load, so some other call made progress. But
