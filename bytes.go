@@ -32,6 +32,16 @@ type Bytes struct {
 // state is the body of a Bytes. It is kept apart from the *Bytes header so
 // that runtime.AddCleanup can reclaim it when the header becomes
 // unreachable: the cleanup's argument must not point back to the header.
+//
+// While the header is free (closed is set), st.c holds no blocks and no
+// pointer into the pool. A free header waits in the pool's header cache,
+// which the runtime keeps through the next garbage collection; a free
+// header that still reached the pool would keep the pool and its arena
+// alive that long (and, through the cleanup's argument, one collection
+// more), and a program that makes and drops pools would see its heap grow
+// without bound. A call that unlocks mu may find the header freed, or
+// reissued, when it locks mu again, so it takes the pool before it unlocks
+// (see waitBlocks).
 type state struct {
 	mu     sync.Mutex
 	c      chain
@@ -66,21 +76,25 @@ func (p *BytesPool) NewBytes(maxLen int) *Bytes {
 	if maxLen < 0 {
 		panic(fmt.Sprintf("bytespool: NewBytes: maxLen must not be negative, got %d", maxLen))
 	}
-	b := p.headers.Get().(*Bytes)
+	b, _ := p.headers.Get().(*Bytes)
+	if b == nil {
+		b = p.newHeader()
+	}
 	// No lock: nobody else can reach a header in the pool. Free put it
 	// there after its last locked access, and sync.Pool orders that Put
-	// before this Get. A writer that Free woke and that has yet to run
+	// before this Get. A call that Free woke and that has yet to run
 	// looks only at gen (see waitBlocks), which this does not change.
 	st := b.st
+	st.c.pool = p
 	st.maxLen = maxLen
 	st.closed = false
 	return b
 }
 
-// newHeader makes a Bytes for the header pool and registers, once for the
-// header's whole life, the cleanup that reclaims a forgotten one.
-func (p *BytesPool) newHeader() any {
-	st := &state{c: chain{pool: p, shard: p.newShard()}, closed: true}
+// newHeader makes a free Bytes header and registers, once for the header's
+// whole life, the cleanup that reclaims a forgotten one.
+func (p *BytesPool) newHeader() *Bytes {
+	st := &state{c: chain{shard: p.newShard()}, closed: true}
 	b := &Bytes{st: st}
 	runtime.AddCleanup(b, (*state).reclaim, st)
 	return b
@@ -97,7 +111,8 @@ func (st *state) reclaim() {
 	st.mu.Unlock()
 }
 
-// closeLocked frees everything a live Bytes holds and marks it closed.
+// closeLocked frees everything a live Bytes holds and marks it closed,
+// which lets go of the pool.
 func (st *state) closeLocked() {
 	st.closed = true
 	st.gen++
@@ -108,6 +123,7 @@ func (st *state) closeLocked() {
 		st.waiting = 0
 		st.c.pool.sema.Abort(st, ErrClosed)
 	}
+	st.c.pool, st.c.blockList = nil, blockList{} // the pointers into the pool (see state)
 }
 
 // Free returns every block b holds to the pool and hands b back for reuse.
@@ -120,9 +136,10 @@ func (b *Bytes) Free() {
 		st.mu.Unlock()
 		return
 	}
+	p := st.c.pool
 	st.closeLocked()
 	st.mu.Unlock()
-	st.c.pool.headers.Put(b)
+	p.headers.Put(b)
 }
 
 // Close is Free, for io.Closer. It returns ErrClosed if b was already freed.
@@ -251,20 +268,20 @@ func (st *state) admit(n int) (int, error) {
 // in the pool's queue with mu unlocked. It is called and returns with mu
 // held. On success the blocks are reserved and b was not freed meanwhile.
 func (st *state) waitBlocks(ctx context.Context, need, n int) error {
-	gen := st.gen
+	gen, p := st.gen, st.c.pool
 	st.pending += n
 	st.waiting++
 	// Join the queue before unlocking, so that a Free after the unlock
 	// finds this waiter and aborts it.
-	q := st.c.pool.sema.Enqueue(uint64(need), st)
+	q := p.sema.Enqueue(uint64(need), st)
 	st.mu.Unlock()
-	err := st.c.pool.sema.Wait(ctx, q)
+	err := p.sema.Wait(ctx, q)
 	st.mu.Lock()
 	if st.gen != gen {
 		// Free ran meanwhile and reset pending and waiting; the header
-		// may even belong to a new owner now.
+		// may even belong to a new owner now, so st.c is not ours.
 		if err == nil {
-			st.c.release(need)
+			p.sema.Release(uint64(need), st.c.shard)
 		}
 		return ErrClosed
 	}
@@ -335,11 +352,11 @@ func (b *Bytes) ReadFrom(r io.Reader) (int64, error) {
 		st.mu.Unlock()
 		return 0, ErrClosed
 	}
-	gen := st.gen
+	gen, p := st.gen, c.pool
 	blk := noBlock // the block being read into; held outside the chain
 	var err error
 	for {
-		limit := c.pool.blockSize
+		limit := p.blockSize
 		if st.maxLen > 0 {
 			limit = min(limit, st.maxLen-c.size()-st.pending)
 		}
@@ -350,23 +367,23 @@ func (b *Bytes) ReadFrom(r io.Reader) (int64, error) {
 			break
 		}
 		if blk == noBlock {
-			if c.pool.tooBig(c.held() + 1) {
+			if p.tooBig(c.held() + 1) {
 				if !drained(r) {
 					err = ErrPoolTooSmall
 				}
 				break
 			}
-			if !c.pool.sema.TryAcquire(1, c.shard) {
+			if !p.sema.TryAcquire(1, c.shard) {
 				if err = st.waitBlocks(context.Background(), 1, 0); err != nil {
 					break
 				}
 			}
-			blk = c.pool.getBlock(c.shard)
+			blk = p.getBlock(c.shard)
 			continue // the limit may have changed while we waited
 		}
 
 		st.pending += limit
-		n, rerr := c.readBlock(&st.mu, r, blk, limit)
+		n, rerr := p.readBlock(&st.mu, r, blk, c.shard, limit)
 		if st.gen != gen {
 			// Freed meanwhile: pending was reset, and the header may
 			// belong to someone else by now.
@@ -386,7 +403,7 @@ func (b *Bytes) ReadFrom(r io.Reader) (int64, error) {
 		}
 	}
 	if blk != noBlock {
-		c.pool.freeBlock(blk, c.shard)
+		p.freeBlock(blk, c.shard)
 	}
 	st.mu.Unlock()
 	runtime.KeepAlive(b)
@@ -427,14 +444,14 @@ func (b *Bytes) WriteTo(w io.Writer) (int64, error) {
 		if c.n == 0 {
 			break
 		}
-		gen := st.gen
+		gen, p := st.gen, c.pool
 		sc := takeScratch(&st.scratch)
 		c.detachTo(sc)
 		st.mu.Unlock()
 		n, werr := writeOut(w, sc)
 		st.mu.Lock()
 		total += n
-		left := c.settle(sc, n, st.gen == gen)
+		left := c.settle(p, sc, n, st.gen == gen)
 		st.scratch = sc
 		switch {
 		case st.gen != gen:

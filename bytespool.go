@@ -119,7 +119,14 @@ type BytesPool struct {
 	shardMask int        // shards-1; the number of shards is a power of two
 	nextShard atomic.Uint32
 
-	headers sync.Pool // *Bytes; each carries a cleanup registered once
+	// headers holds free Bytes headers, each with its cleanup registered
+	// once. It is its own allocation, with no New func, so that nothing
+	// it holds reaches the pool (see state.c): the runtime keeps a
+	// sync.Pool that was used since the last garbage collection reachable
+	// through the next one, and an embedded one, or one whose New is a
+	// method value of the pool, would keep the pool and its arena alive
+	// with it.
+	headers *sync.Pool // *Bytes
 
 	pipeWaiting atomic.Int32 // goroutines parked in pipe reads and writes
 }
@@ -240,6 +247,7 @@ func makePool(cfg Config, memName, blockName string) (*BytesPool, string) {
 		blockSize: bs,
 		total:     cfg.MaxMemory / bs,
 		zero:      cfg.ZeroOnFree,
+		headers:   new(sync.Pool),
 		shardMask: shardsFor(runtime.GOMAXPROCS(0)) - 1,
 	}
 	p.capacity = p.total
@@ -252,7 +260,6 @@ func makePool(cfg Config, memName, blockName string) (*BytesPool, string) {
 		p.addSlab(0)
 	}
 	p.sema.Init(uint64(p.capacity), p.shardMask+1)
-	p.headers.New = p.newHeader
 	return p, ""
 }
 

@@ -69,8 +69,8 @@ func (l *blockList) pushFront(front blockList) {
 //   - each block is in at most one chain, live or detached (see detachTo),
 //     and a block in a chain is written only through that chain's room.
 type chain struct {
-	pool  *BytesPool
-	shard int // the home shard of the pool's free rings (see BytesPool.slabs)
+	pool  *BytesPool // nil while the Bytes is free (see state)
+	shard int        // the home shard of the pool's free rings (see BytesPool.slabs)
 	blockList
 	n int
 
@@ -184,17 +184,18 @@ func (c *chain) appendBlock(blk uint32, n int) bool {
 }
 
 // readBlock is one read of a ReadFrom: up to limit bytes from r into the
-// front of block blk, which the caller holds outside the chain. The owner's
-// lock mu is held on entry and on return, and released during r.Read, so
-// that a slow source holds up nobody. A reader that returns a count outside
-// [0, limit] breaks the io.Reader contract: blk goes back to the pool and
-// readBlock panics, as bytes.Buffer.ReadFrom does.
-func (c *chain) readBlock(mu *sync.Mutex, r io.Reader, blk uint32, limit int) (int, error) {
+// front of block blk, which the caller holds outside the chain and frees
+// into the given shard. The owner's lock mu is held on entry and on return,
+// and released during r.Read, so that a slow source holds up nobody. A
+// reader that returns a count outside [0, limit] breaks the io.Reader
+// contract: blk goes back to the pool and readBlock panics, as
+// bytes.Buffer.ReadFrom does.
+func (p *BytesPool) readBlock(mu *sync.Mutex, r io.Reader, blk uint32, shard, limit int) (int, error) {
 	mu.Unlock()
-	n, err := r.Read(c.pool.arena.Block(blk)[:limit])
+	n, err := r.Read(p.arena.Block(blk)[:limit])
 	mu.Lock()
 	if n < 0 || n > limit {
-		c.pool.freeBlock(blk, c.shard)
+		p.freeBlock(blk, shard)
 		mu.Unlock()
 		panic(fmt.Sprintf("bytespool: ReadFrom: reader returned count %d for a buffer of %d bytes", n, limit))
 	}
@@ -355,25 +356,26 @@ func writeOut(w io.Writer, sc *writeToScratch) (int64, error) {
 	return n, nil
 }
 
-// settle finishes a write of the blocks detached into sc, of which the
-// writer took the first n bytes: it frees the blocks taken in full, and puts
-// the rest back in front of the chain if keep is set, or frees them too (the
-// owner was closed meanwhile, and its counters reset). It returns the number
-// of bytes left unwritten.
-func (c *chain) settle(sc *writeToScratch, n int64, keep bool) int {
+// settle finishes a write of the blocks of pool p detached into sc, of
+// which the writer took the first n bytes: it frees the blocks taken in
+// full, and puts the rest back in front of the chain if keep is set, or
+// frees them too (the owner was closed meanwhile, so its counters were
+// reset and c.pool is no longer p's to use). It returns the number of
+// bytes left unwritten.
+func (c *chain) settle(p *BytesPool, sc *writeToScratch, n int64, keep bool) int {
 	if keep {
 		for _, b := range sc.bufs {
 			c.outBytes -= len(b)
 		}
 		c.outBlocks -= sc.blocks
 	}
-	f := freer{pool: c.pool, shard: c.shard}
+	f := freer{pool: p, shard: c.shard}
 	left := 0
 	for i, b := range sc.bufs {
 		took := int(min(n, int64(len(b))))
 		// The links are as detachTo left them, so front finds b's run
 		// again: the same blocks, ending where b does.
-		_, links := c.pool.front(sc.head, sc.blocks, len(b))
+		_, links := p.front(sc.head, sc.blocks, len(b))
 		sc.drop(links, took, &f)
 		if took < len(b) { // w stopped in this run
 			for _, b := range sc.bufs[i:] {
@@ -392,6 +394,9 @@ func (c *chain) settle(sc *writeToScratch, n int64, keep bool) int {
 		f.addList(&sc.blockList)
 	}
 	f.done()
-	clear(sc.bufs) // drop the references into the arena
+	// Drop the references into the arena and the links, so that a
+	// scratch kept by a freed header holds on to nothing of the pool.
+	clear(sc.bufs)
+	sc.blockList = blockList{}
 	return left
 }

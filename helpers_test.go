@@ -149,11 +149,17 @@ func holdBlocks(t testing.TB, p *BytesPool, k int) []*Bytes {
 	hs := make([]*Bytes, k)
 	for i := range hs {
 		hs[i] = p.NewBytes(0)
-		n, err := hs[i].Write(fill(bs, byte(i)))
-		require.NoError(t, err)
-		require.Equal(t, bs, n)
+		writeAll(t, hs[i], fill(bs, byte(i)))
 	}
 	return hs
+}
+
+// writeAll writes data to b and checks that all of it went in.
+func writeAll(t testing.TB, b *Bytes, data []byte) {
+	t.Helper()
+	n, err := b.Write(data)
+	require.NoError(t, err)
+	require.Equal(t, len(data), n)
 }
 
 // readAll drains b, checking that it ends with io.EOF and nothing else.
