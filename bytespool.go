@@ -64,10 +64,9 @@ var (
 type Config struct {
 	// MaxMemory is the most memory, in bytes, that the pool hands out at
 	// once. It is rounded down to a whole number of blocks, at most 1<<31
-	// of them. 0 means
-	// unlimited: the arena grows slab by slab (doubling) as needed. A
-	// limited pool reserves its whole arena when it is made; the operating
-	// system backs only the pages that are used.
+	// of them. 0 means unlimited: the arena grows slab by slab (doubling)
+	// as needed. A limited pool reserves its whole arena when it is made;
+	// the operating system backs only the pages that are used.
 	MaxMemory int
 	// BlockSize is the size of one block in bytes; 0 means
 	// DefaultBlockSize. At most MaxBlockSize.
@@ -87,6 +86,12 @@ type Config struct {
 // one core tends to be reused on that core. They cost 8 bytes per block
 // and shard; the links that string a Bytes' blocks together cost 12 bytes
 // per block: 0.7% of the arena for 4 KiB blocks and 2 shards.
+//
+// A pool needs no closing. The garbage collector frees it, arena and all,
+// at the first collection after nothing refers to it any more: neither the
+// program nor a live Bytes (a freed Bytes does not count). A pipe, and a
+// Bytes dropped without Free, keep it one collection longer: until the
+// finalizer or cleanup that gives back what they hold has run.
 type BytesPool struct {
 	arena     *slab.Arena
 	blockSize int

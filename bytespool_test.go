@@ -842,8 +842,9 @@ func usePool(t *testing.T, use func(*testing.T, *BytesPool)) (gone func() bool) 
 // about 1.6 times per collection: 23 GiB after 35,000 pools of 1 MiB).
 //
 // What the garbage collector reclaims itself, a forgotten Bytes or a
-// pipe's ends, keeps the pool until its cleanup or finalizer has run, after
-// the first collection; those uses only need the pool to go eventually.
+// pipe's ends (closed or not), keeps the pool until its cleanup or
+// finalizer has run, after the first collection; those uses only need the
+// pool to go eventually.
 func TestPoolCollectedOnceUnreachable(t *testing.T) {
 	data := fill(5*64, 1)
 	uses := []struct {
