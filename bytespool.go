@@ -359,7 +359,7 @@ func (p *BytesPool) getBlocks(dst []uint32, shard int) {
 	}
 }
 
-// busyTries is how many times getBlocks and putBlocks retry a ring before
+// busyTries is how many times getBlocks and pushAll retry a ring before
 // they start yielding between tries.
 const busyTries = 64
 
