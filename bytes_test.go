@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"runtime"
 	"strings"
 	"sync"
@@ -623,6 +624,97 @@ func TestWriteToBuffer(t *testing.T) {
 	assert.Equal(t, data[3:], out.Bytes())
 	assert.Equal(t, 0, b.Len())
 	assert.Equal(t, 0, p.Stats().BlocksInUse)
+}
+
+// A net.Conn gets the data through net.Buffers, which consumes the slice it
+// is given (it sets the buffers it wrote to nil). WriteTo must still free
+// every block, keep b's maxLen whole, and leave nothing to be read again.
+func TestWriteToNetConn(t *testing.T) {
+	const bs = 16
+	const maxLen = 10 * bs
+	for _, c := range []struct {
+		name  string
+		conns func(t *testing.T) (net.Conn, net.Conn)
+	}{
+		{"tcp, writev", tcpConns},
+		{"net.Pipe, a Write per buffer", func(*testing.T) (net.Conn, net.Conn) { return net.Pipe() }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := testPool(t, 0, bs)
+			b := p.NewBytes(maxLen)
+			defer b.Free()
+			data := fill(maxLen, 3)
+			writeAll(t, b, data[:bs+5])
+			head := make([]byte, 3)
+			_, err := b.Read(head) // start mid-block
+			require.NoError(t, err)
+			writeAll(t, b, data[bs+5:maxLen-20])
+			want := data[3 : maxLen-20]
+
+			src, dst := c.conns(t)
+			defer src.Close()
+			defer dst.Close()
+			got := make(chan []byte, 1)
+			go func() {
+				buf := make([]byte, len(want))
+				_, err := io.ReadFull(dst, buf)
+				assert.NoError(t, err)
+				got <- buf
+			}()
+			n, err := b.WriteTo(src)
+			require.NoError(t, err)
+			assert.Equal(t, int64(len(want)), n)
+			select {
+			case buf := <-got:
+				assert.Equal(t, want, buf)
+			case <-time.After(waitTimeout):
+				t.Fatal("the conn's other end got nothing")
+			}
+			assert.Equal(t, 0, b.Len())
+			assert.Equal(t, 0, p.Stats().BlocksInUse, "WriteTo freed what the conn took")
+			// b takes its whole maxLen again, and reads back only that.
+			writeAll(t, b, data)
+			assert.Equal(t, data, readAll(t, b))
+		})
+	}
+}
+
+// tcpConns returns the two ends of a loopback TCP connection, whose
+// net.Buffers writes are one writev.
+func tcpConns(t *testing.T) (net.Conn, net.Conn) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		assert.NoError(t, err)
+		accepted <- c
+	}()
+	src, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	return src, <-accepted
+}
+
+// A writer that returns a count outside [0, len(p)] breaks the io.Writer
+// contract: WriteTo reports it, counts none of that buffer as taken, and b
+// keeps it.
+func TestWriteToInvalidCount(t *testing.T) {
+	const bs = 16
+	data := fill(5*bs, 4)
+	for _, k := range []int{-1, 5*bs + 100} {
+		t.Run(fmt.Sprint(k), func(t *testing.T) {
+			p := testPool(t, 0, bs)
+			b := p.NewBytes(0)
+			defer b.Free()
+			writeAll(t, b, data)
+			n, err := b.WriteTo(writerFunc(func([]byte) (int, error) { return k, nil }))
+			assert.ErrorIs(t, err, errInvalidWrite)
+			assert.Equal(t, int64(0), n)
+			assert.Equal(t, len(data), b.Len())
+			assert.Equal(t, data, readAll(t, b))
+		})
+	}
 }
 
 // WriteTo takes the data out of b while w runs, but b must never end up

@@ -1,6 +1,7 @@
 package bytespool
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -301,7 +302,8 @@ func (c *chain) release(n int) {
 type writeToScratch struct {
 	blockList
 	bufs [][]byte    // the unread bytes of the detached blocks, in order, one buffer per run (see BytesPool.front)
-	vec  net.Buffers // bufs as handed to a net.Conn, which consumes it
+	vecs [][]byte    // a copy of bufs for a net.Conn (see writeOut)
+	vec  net.Buffers // vecs as handed to the net.Conn, which consumes it
 }
 
 // takeScratch takes the scratch parked at *slot, or makes one if another
@@ -333,18 +335,32 @@ func (c *chain) detachTo(sc *writeToScratch) {
 	c.n, c.blockList = 0, blockList{}
 }
 
-// writeOut writes sc.bufs to w. A net.Conn gets them all in one writev
-// through net.Buffers; any other writer gets one Write per buffer, and a
-// short write without an error stops it with io.ErrShortWrite (net.Buffers
-// would go on to the next buffer and leave a hole in the stream).
+// writeOut writes sc.bufs to w and returns how many of their bytes w took,
+// leaving sc.bufs as they were.
+//
+// A net.Conn gets them all in one writev through net.Buffers, which
+// consumes the slice it writes (it sets the buffers it wrote to nil and
+// cuts the one it stopped in), so it gets a copy. Any other writer gets one
+// Write per buffer. A short write without an error stops it with
+// io.ErrShortWrite (net.Buffers would go on to the next buffer and leave a
+// hole in the stream), and a count outside [0, len(buffer)], which breaks
+// the io.Writer contract, with errInvalidWrite, counting none of that
+// buffer as taken, as io.Copy does.
 func writeOut(w io.Writer, sc *writeToScratch) (int64, error) {
 	if _, ok := w.(net.Conn); ok {
-		sc.vec = sc.bufs
-		return sc.vec.WriteTo(w)
+		sc.vecs = append(sc.vecs[:0], sc.bufs...)
+		sc.vec = sc.vecs
+		n, err := sc.vec.WriteTo(w)
+		clear(sc.vecs) // drop the references into the arena
+		sc.vec = nil
+		return n, err
 	}
 	var n int64
 	for _, b := range sc.bufs {
 		k, err := w.Write(b)
+		if k < 0 || k > len(b) {
+			return n, errInvalidWrite
+		}
 		n += int64(k)
 		if err != nil {
 			return n, err
@@ -355,6 +371,10 @@ func writeOut(w io.Writer, sc *writeToScratch) (int64, error) {
 	}
 	return n, nil
 }
+
+// errInvalidWrite is WriteTo's error for a writer that returned a count
+// outside [0, len(p)] from Write(p).
+var errInvalidWrite = errors.New("bytespool: WriteTo: invalid count returned by the writer's Write")
 
 // settle finishes a write of the blocks of pool p detached into sc, of
 // which the writer took the first n bytes: it frees the blocks taken in

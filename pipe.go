@@ -800,13 +800,9 @@ func (pp *pipe) writeBatch(w io.Writer) (int64, error) {
 	}
 	n, werr := writeOut(w, sc)
 	clear(sc.bufs) // drop the references into the arena
-	avail := int64(end - pp.rpos)
-	if n < 0 || n > avail {
-		// w broke the io.Writer contract; what it took is unknown.
-		return 0, fmt.Errorf("bytespool: WriteTo: writer returned count %d for %d bytes", n, avail)
-	}
+	short := n < int64(end-pp.rpos)
 	pp.consume(int(n), end)
-	if werr == nil && n < avail {
+	if werr == nil && short {
 		werr = io.ErrShortWrite
 	}
 	return n, werr
