@@ -129,30 +129,31 @@ func (st *state) closeLocked() {
 // Free returns every block b holds to the pool and hands b back for reuse.
 // A Write or ReadFrom waiting for blocks on b returns ErrClosed. Free on a
 // freed Bytes does nothing; b must not be used after Free (see Bytes).
-func (b *Bytes) Free() {
+func (b *Bytes) Free() { b.free() }
+
+// Close is Free, for io.Closer. It returns ErrClosed if b was already freed.
+func (b *Bytes) Close() error {
+	if !b.free() {
+		return ErrClosed
+	}
+	return nil
+}
+
+// free is Free, and reports whether b was live. It checks and closes under
+// one lock: of two calls racing, only one may hand the header back, or the
+// other could free the header's next owner.
+func (b *Bytes) free() bool {
 	st := b.st
 	st.mu.Lock()
 	if st.closed {
 		st.mu.Unlock()
-		return
+		return false
 	}
 	p := st.c.pool
 	st.closeLocked()
 	st.mu.Unlock()
 	p.headers.Put(b)
-}
-
-// Close is Free, for io.Closer. It returns ErrClosed if b was already freed.
-func (b *Bytes) Close() error {
-	st := b.st
-	st.mu.Lock()
-	closed := st.closed
-	st.mu.Unlock()
-	if closed {
-		return ErrClosed
-	}
-	b.Free()
-	return nil
+	return true
 }
 
 // Len returns the number of unread bytes.

@@ -392,9 +392,9 @@ func (pp *pipe) reserve(ctx context.Context, want int) error {
 		return nil
 	}
 	q := sema.Enqueue(uint64(need), pp)
-	if pp.rclosed.Load() {
-		// The reader closed before we queued, so its Abort missed us.
-		sema.Abort(pp, pp.rerr)
+	if err := pp.writeErr(); err != nil {
+		// An end closed before we queued, so its Abort missed us.
+		sema.Abort(pp, err)
 	}
 	if err := sema.Wait(ctx, q); err != nil {
 		return err
@@ -605,11 +605,15 @@ func (w *PipeWriter) CloseWithError(err error) error {
 		err = io.EOF
 	}
 	pp.closeMu.Lock()
-	if pp.written.Load()&wclosed == 0 {
+	first := pp.written.Load()&wclosed == 0
+	if first {
 		pp.werr = err
 		pp.setWritten(wclosed)
 	}
 	pp.closeMu.Unlock()
+	if first {
+		pp.pool.sema.Abort(pp, io.ErrClosedPipe) // a writer waiting for blocks now fails
+	}
 	pp.data.Wake()
 	pp.space.Wake() // a writer waiting for room now fails
 	return nil

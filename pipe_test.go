@@ -598,6 +598,26 @@ var (
 	errPipeTest2 = errors.New("pipe test error 2")
 )
 
+// The writer's Close fails a Write that waits for blocks of a full pool,
+// as it fails one that waits for room in the pipe.
+func TestPipeWriterCloseWakesWriteWaitingForBlocks(t *testing.T) {
+	const bs = 64
+	pool := testPool(t, 2*bs, bs)
+	hog := pool.NewBytes(0)
+	writeAll(t, hog, fill(2*bs, 1))
+	r, w := pool.NewPipe(0)
+	ch := async(func() (int, error) { return w.Write(fill(100, 2)) })
+	waitWaiters(t, pool, 1)
+	require.True(t, stillRunning(ch))
+	require.NoError(t, w.Close())
+	res := await(t, "the Write waiting for blocks", ch)
+	assert.ErrorIs(t, res.err, io.ErrClosedPipe)
+	assert.Equal(t, int64(0), res.n)
+	assert.Equal(t, 2, pool.Stats().BlocksInUse, "the hog's blocks only")
+	hog.Free()
+	pipeCheckNoLeak(t, pool, r, w)
+}
+
 func TestPipeCloseSemantics(t *testing.T) {
 	const bs = 1024
 	newPipe := func(t *testing.T, maxBuffered int) (*BytesPool, *PipeReader, *PipeWriter) {
