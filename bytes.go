@@ -383,15 +383,11 @@ func (b *Bytes) ReadFrom(r io.Reader) (int64, error) {
 			continue // the limit may have changed while we waited
 		}
 
-		st.pending += limit
-		n, rerr := p.readBlock(&st.mu, r, blk, c.shard, limit)
-		if st.gen != gen {
-			// Freed meanwhile: pending was reset, and the header may
-			// belong to someone else by now.
+		n, freed, rerr := st.readBlock(p, gen, r, blk, limit)
+		if freed {
 			err = ErrClosed
 			break
 		}
-		st.pending -= limit
 		if n > 0 && c.appendBlock(blk, n) {
 			blk = noBlock
 		}
@@ -409,6 +405,50 @@ func (b *Bytes) ReadFrom(r io.Reader) (int64, error) {
 	st.mu.Unlock()
 	runtime.KeepAlive(b)
 	return total, err
+}
+
+// readBlock is one read of a ReadFrom: up to limit bytes from r into the
+// front of block blk of pool p, which the caller holds outside the chain.
+// mu is held on entry and on return, and released during r.Read, so that a
+// slow source holds up nobody; meanwhile limit counts as pending against
+// maxLen. It reports whether b was freed meanwhile (gen is the caller's):
+// the header may then belong to someone else, and the caller must leave
+// st.c alone.
+//
+// If r panics, or returns a count outside [0, limit], which breaks the
+// io.Reader contract (readBlock then panics, as bytes.Buffer.ReadFrom
+// does), blk goes back to the pool and pending is restored before the
+// panic goes on, with mu unlocked.
+func (st *state) readBlock(p *BytesPool, gen uint32, r io.Reader, blk uint32, limit int) (n int, freed bool, err error) {
+	st.pending += limit
+	st.mu.Unlock()
+	done := false
+	defer func() {
+		if !done {
+			st.mu.Lock()
+			st.endPending(gen, limit)
+			p.freeBlock(blk, st.c.shard)
+			st.mu.Unlock()
+		}
+	}()
+	n, err = r.Read(p.arena.Block(blk)[:limit])
+	if n < 0 || n > limit {
+		panic(fmt.Sprintf("bytespool: ReadFrom: reader returned count %d for a buffer of %d bytes", n, limit))
+	}
+	done = true
+	st.mu.Lock()
+	return n, !st.endPending(gen, limit), err
+}
+
+// endPending takes back the n bytes a call that unlocked mu counted as
+// pending, unless b was freed meanwhile, which reset pending; it reports
+// whether b is still the caller's.
+func (st *state) endPending(gen uint32, n int) bool {
+	if st.gen != gen {
+		return false
+	}
+	st.pending -= n
+	return true
 }
 
 // drained reports whether r says it has nothing left to read, which only a
@@ -448,12 +488,8 @@ func (b *Bytes) WriteTo(w io.Writer) (int64, error) {
 		gen, p := st.gen, c.pool
 		sc := takeScratch(&st.scratch)
 		c.detachTo(sc)
-		st.mu.Unlock()
-		n, werr := writeOut(w, sc)
-		st.mu.Lock()
+		n, left, werr := st.writeDetached(w, sc, p, gen)
 		total += n
-		left := c.settle(p, sc, n, st.gen == gen)
-		st.scratch = sc
 		switch {
 		case st.gen != gen:
 			err = ErrClosed
@@ -466,4 +502,31 @@ func (b *Bytes) WriteTo(w io.Writer) (int64, error) {
 	st.mu.Unlock()
 	runtime.KeepAlive(b)
 	return total, err
+}
+
+// writeDetached writes to w what detachTo put in sc, with mu released
+// meanwhile (it is held on entry and on return), then settles the blocks
+// (see settle), parks sc again and returns how many bytes w took and how
+// many it left.
+//
+// If w panics, the blocks are settled as if w had taken nothing, as
+// bytes.Buffer keeps its bytes when its writer panics, and the panic goes
+// on with mu unlocked.
+func (st *state) writeDetached(w io.Writer, sc *writeToScratch, p *BytesPool, gen uint32) (n int64, left int, err error) {
+	st.mu.Unlock()
+	done := false
+	defer func() {
+		if !done {
+			st.mu.Lock()
+			st.c.settle(p, sc, 0, st.gen == gen)
+			st.scratch = sc
+			st.mu.Unlock()
+		}
+	}()
+	n, err = writeOut(w, sc)
+	done = true
+	st.mu.Lock()
+	left = st.c.settle(p, sc, n, st.gen == gen)
+	st.scratch = sc
+	return n, left, err
 }

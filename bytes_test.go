@@ -507,22 +507,64 @@ func TestReadFromSourceErrors(t *testing.T) {
 	assert.Equal(t, 0, p.Stats().BlocksInUse)
 }
 
-func TestReadFromBadCountPanics(t *testing.T) {
-	p := testPool(t, 0, 16)
-	b := p.NewBytes(0)
-	defer b.Free()
-	assert.Panics(t, func() { _, _ = b.ReadFrom(badReader{}) })
-	assert.Equal(t, 0, b.Len())
-	assert.Equal(t, 0, p.Stats().BlocksInUse, "the block ReadFrom was reading into leaked when the reader panicked it")
-	// The Bytes is still usable.
-	n, err := b.WriteString("ok")
-	require.NoError(t, err)
-	assert.Equal(t, 2, n)
+// A reader or writer that panics, or that returns a count outside the
+// buffer, leaves b as it was: the block ReadFrom was reading into goes back
+// to the pool and its bytes stop counting against maxLen; the blocks
+// WriteTo was writing from stay in b, none of their bytes taken.
+func TestReadFromAndWriteToPanics(t *testing.T) {
+	const bs, maxLen = 16, 64
+	for _, c := range []struct {
+		name string
+		call func(b *Bytes)
+		msg  string // what the panic says, if it is ours
+	}{
+		{"ReadFrom, bad count", func(b *Bytes) { _, _ = b.ReadFrom(readerFunc(func(p []byte) (int, error) { return len(p) + 1, nil })) }, "reader returned count 17 for a buffer of 16 bytes"},
+		{"ReadFrom, reader panics", func(b *Bytes) {
+			_, _ = b.ReadFrom(readerFunc(func(p []byte) (int, error) { copy(p, "junk"); panic(errTest) }))
+		}, ""},
+		{"ReadFrom, second read panics", func(b *Bytes) {
+			calls := 0
+			_, _ = b.ReadFrom(readerFunc(func(p []byte) (int, error) {
+				if calls++; calls == 2 {
+					panic(errTest)
+				}
+				return copy(p, "abc"), nil
+			}))
+		}, ""},
+		{"WriteTo, writer panics", func(b *Bytes) { _, _ = b.WriteTo(writerFunc(func([]byte) (int, error) { panic(errTest) })) }, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := testPool(t, 0, bs)
+			b := p.NewBytes(maxLen)
+			defer b.Free()
+			data := fill(2*bs+5, 7)
+			writeAll(t, b, data)
+			got := fmt.Sprint(func() (v any) {
+				defer func() { v = recover() }()
+				c.call(b)
+				return nil
+			}())
+			if c.msg != "" {
+				assert.Contains(t, got, c.msg)
+			} else {
+				assert.Equal(t, errTest.Error(), got)
+			}
+			if c.name == "ReadFrom, second read panics" {
+				data = append(data, "abc"...) // the first read's bytes went in
+			}
+			assert.Equal(t, len(data), b.Len())
+			assert.Equal(t, (len(data)+bs-1)/bs, p.Stats().BlocksInUse, "blocks leaked")
+			// b is usable, takes exactly up to its maxLen again, and holds
+			// its data in order.
+			more := fill(maxLen-len(data), 8)
+			writeAll(t, b, more)
+			n, err := b.Write([]byte{1})
+			assert.ErrorIs(t, err, ErrBytesCapacityTooSmall)
+			assert.Equal(t, 0, n)
+			assert.Equal(t, append(data, more...), readAll(t, b))
+		})
+	}
 }
-
-type badReader struct{}
-
-func (badReader) Read(p []byte) (int, error) { return len(p) + 1, nil }
 
 // ---------------------------------------------------------------------------
 // WriteTo

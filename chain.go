@@ -2,10 +2,8 @@ package bytespool
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"net"
-	"sync"
 )
 
 // This file holds the chain: the FIFO of blocks behind a Bytes. The chain
@@ -182,25 +180,6 @@ func (c *chain) appendBlock(blk uint32, n int) bool {
 	}
 	c.pushRun(blk, links[:1], copy(data, rest)) // the copy is a no-op when the last block had no room
 	return true
-}
-
-// readBlock is one read of a ReadFrom: up to limit bytes from r into the
-// front of block blk, which the caller holds outside the chain and frees
-// into the given shard. The owner's lock mu is held on entry and on return,
-// and released during r.Read, so that a slow source holds up nobody. A
-// reader that returns a count outside [0, limit] breaks the io.Reader
-// contract: blk goes back to the pool and readBlock panics, as
-// bytes.Buffer.ReadFrom does.
-func (p *BytesPool) readBlock(mu *sync.Mutex, r io.Reader, blk uint32, shard, limit int) (int, error) {
-	mu.Unlock()
-	n, err := r.Read(p.arena.Block(blk)[:limit])
-	mu.Lock()
-	if n < 0 || n > limit {
-		p.freeBlock(blk, shard)
-		mu.Unlock()
-		panic(fmt.Sprintf("bytespool: ReadFrom: reader returned count %d for a buffer of %d bytes", n, limit))
-	}
-	return n, err
 }
 
 // read moves the oldest unread bytes into p, drops the blocks it empties

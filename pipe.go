@@ -563,12 +563,7 @@ func (w *PipeWriter) ReadFrom(r io.Reader) (int64, error) {
 		if err != nil {
 			return total, err
 		}
-		off := int(pp.wpos % pp.bs)
-		n, rerr := r.Read(pp.pool.arena.Block(blk)[off : off+limit])
-		if n < 0 || n > limit {
-			pp.giveBack(blk, fresh)
-			panic(fmt.Sprintf("bytespool: ReadFrom: reader returned count %d for a buffer of %d bytes", n, limit))
-		}
+		n, rerr := pp.readInto(r, blk, fresh, limit)
 		if err := pp.writeErr(); err != nil {
 			pp.giveBack(blk, fresh)
 			return total, err
@@ -587,6 +582,27 @@ func (w *PipeWriter) ReadFrom(r io.Reader) (int64, error) {
 			return total, rerr
 		}
 	}
+}
+
+// readInto is one read of a ReadFrom: up to limit bytes from r into block
+// blk at the write position; fresh is as blockAt returned it. If r panics,
+// or returns a count outside [0, limit], which breaks the io.Reader
+// contract (readInto then panics, as bytes.Buffer.ReadFrom does), the
+// block goes back (see giveBack) before the panic goes on.
+func (pp *pipe) readInto(r io.Reader, blk uint32, fresh bool, limit int) (int, error) {
+	done := false
+	defer func() {
+		if !done {
+			pp.giveBack(blk, fresh)
+		}
+	}()
+	off := int(pp.wpos % pp.bs)
+	n, err := r.Read(pp.pool.arena.Block(blk)[off : off+limit])
+	if n < 0 || n > limit {
+		panic(fmt.Sprintf("bytespool: ReadFrom: reader returned count %d for a buffer of %d bytes", n, limit))
+	}
+	done = true
+	return n, err
 }
 
 // Close closes the writer: once the reader has read what is buffered, its

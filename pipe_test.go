@@ -1535,6 +1535,51 @@ func TestPipeForgottenIsReclaimed(t *testing.T) {
 	}, waitTimeout, 10*time.Millisecond, "the blocks of a forgotten pipe were not reclaimed")
 }
 
+// A source that panics, or returns a count outside the buffer, in the
+// middle of a ReadFrom leaks no block: the bytes of the reads before it stay
+// readable, and closing both ends gives every block back.
+func TestPipeReadFromPanics(t *testing.T) {
+	const bs = 64
+	for _, c := range []struct {
+		name string
+		bad  func(p []byte) (int, error)
+		msg  string // what the panic says, if it is ours
+	}{
+		{"bad count", func(p []byte) (int, error) { return len(p) + 1, nil }, "bytespool: ReadFrom: reader returned count"},
+		{"reader panics", func(p []byte) (int, error) { copy(p, "junk"); panic(errTest) }, ""},
+	} {
+		for _, at := range []int{bs, 4} { // the panic at a fresh block, or in the tail
+			t.Run(fmt.Sprintf("%s at %d", c.name, at), func(t *testing.T) {
+				pool := testPool(t, 8*bs, bs)
+				r, w := pool.NewPipe(0)
+				head := fill(at, 3)
+				calls := 0
+				src := readerFunc(func(p []byte) (int, error) {
+					if calls++; calls == 1 {
+						return copy(p, head), nil
+					}
+					return c.bad(p)
+				})
+				got := fmt.Sprint(func() (v any) {
+					defer func() { v = recover() }()
+					_, _ = w.ReadFrom(src)
+					return nil
+				}())
+				if c.msg != "" {
+					assert.Contains(t, got, c.msg)
+				} else {
+					assert.Equal(t, errTest.Error(), got)
+				}
+				require.NoError(t, w.Close())
+				out, err := io.ReadAll(r)
+				require.NoError(t, err)
+				assert.Equal(t, head, out)
+				pipeCheckNoLeak(t, pool, r, w)
+			})
+		}
+	}
+}
+
 func TestPipeNegativeMaxBufferedPanics(t *testing.T) {
 	pool := testPool(t, 1<<20, 4096)
 	var msg string
