@@ -185,15 +185,17 @@ func (p *BytesPool) NewPipe(maxBuffered int) (*PipeReader, *PipeWriter) {
 		pp.shard--
 	}
 	pp.rshard = (pp.shard + 1) & p.shardMask
-	// A bounded pipe spans at most blocksFor(max)+1 blocks from the
-	// reader's to the writer's (the bytes may start and end mid-block), so
-	// that many slots, rounded up to a power of two, never wrap onto a
-	// block the reader still reads. An unbounded pipe starts small and
-	// grows.
+	// A bounded pipe spans at most ceil(max/bs)+1 blocks from the
+	// reader's to the writer's (the bytes may start and end mid-block),
+	// and no pipe spans more than capacity+1, so that many slots, rounded
+	// up to a power of two, never wrap onto a block the reader still
+	// reads. The array starts at most maxFirstSlots long, and an unbounded
+	// pipe's at 16; past that, it grows as the pipe fills (see slotsFor).
 	n := 16
 	if maxBuffered > 0 {
+		span := min((maxBuffered-1)/p.blockSize+1, p.capacity) + 1 // (x-1)/y+1: x+y-1 can overflow
 		n = 1
-		for n < p.blocksFor(maxBuffered)+1 {
+		for n < min(span, maxFirstSlots) {
 			n *= 2
 		}
 	}
@@ -208,6 +210,10 @@ func (p *BytesPool) NewPipe(maxBuffered int) (*PipeReader, *PipeWriter) {
 	runtime.SetFinalizer(ends, (*pipeEnds).abandon)
 	return &ends.r, &ends.w
 }
+
+// maxFirstSlots bounds the slots array NewPipe makes: 256 KiB, the span of
+// a 256 MiB bound in 4 KiB blocks.
+const maxFirstSlots = 1 << 16
 
 // pipeEnds holds the two ends of a pipe in one allocation.
 type pipeEnds struct {
@@ -412,7 +418,8 @@ func (pp *pipe) unreserve() {
 }
 
 // slotsFor returns the slots array with an entry for stream block k that
-// the reader no longer needs, growing it if the pipe is unbounded.
+// the reader no longer needs, growing it if the pipe spans more blocks than
+// it has slots.
 func (pp *pipe) slotsFor(k uint64) []uint32 {
 	slots := *pp.slots.Load()
 	if k-pp.seenRead/pp.bs < uint64(len(slots)) {
@@ -423,7 +430,8 @@ func (pp *pipe) slotsFor(k uint64) []uint32 {
 	if k-from < uint64(len(slots)) {
 		return slots
 	}
-	// Only an unbounded pipe gets here: double the array, copying the
+	// Only a pipe whose array is shorter than its bound (see NewPipe)
+	// gets here. k-from is len(slots): double the array, copying the
 	// entries of the blocks from the reader's on. The reader may still
 	// use the old array; its entries stay valid for every block it can
 	// reach.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -1578,6 +1579,47 @@ func TestPipeReadFromPanics(t *testing.T) {
 			})
 		}
 	}
+}
+
+// NewPipe sizes its slot array by what the pipe can span: a bound past
+// what the pool holds costs no more than the pool, a huge bound neither
+// overflows nor allocates its whole span up front, and a pipe that spans
+// more blocks than its first array grows it as it fills.
+func TestPipeSlotsFromBound(t *testing.T) {
+	const bs = 16
+	for _, c := range []struct {
+		name             string
+		maxMemory, bound int
+		slots            int
+	}{
+		{"bound of 3 blocks", 64 * bs, 3 * bs, 4},
+		{"bound of 3 blocks and a byte", 64 * bs, 3*bs + 1, 8},
+		{"bound past a 16-block pool", 16 * bs, 1 << 40, 32},
+		{"huge bound, unlimited pool", 0, 1 << 40, maxFirstSlots},
+		{"math.MaxInt, unlimited pool", 0, math.MaxInt, maxFirstSlots},
+		{"unbounded", 0, 0, 16},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			pool := testPool(t, c.maxMemory, bs)
+			r, w := pool.NewPipe(c.bound)
+			assert.Len(t, *r.p.slots.Load(), c.slots)
+			pipeCheckNoLeak(t, pool, r, w)
+		})
+	}
+	t.Run("growing past the first array", func(t *testing.T) {
+		pool := testPool(t, 0, bs)
+		r, w := pool.NewPipe(math.MaxInt)
+		data := pipeRandomData(2*maxFirstSlots*bs+5, 15)
+		n, err := w.Write(data)
+		require.NoError(t, err)
+		require.Equal(t, len(data), n)
+		assert.Len(t, *r.p.slots.Load(), 4*maxFirstSlots)
+		require.NoError(t, w.Close())
+		got, err := io.ReadAll(r)
+		require.NoError(t, err)
+		require.Equal(t, data, got)
+		pipeCheckNoLeak(t, pool, r, w)
+	})
 }
 
 func TestPipeNegativeMaxBufferedPanics(t *testing.T) {
