@@ -2,10 +2,13 @@ package bytespool
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
 	"sync"
+
+	"go.uber.org/atomic"
 )
 
 // Bytes is a FIFO byte buffer whose memory is blocks of its pool. It reads
@@ -57,7 +60,12 @@ type state struct {
 	waiting int // writers queued in the pool's semaphore for this Bytes
 
 	scratch *writeToScratch // WriteTo's buffers, borrowed while in use
+
+	id uint64 // orders the locks of two states (see handTo)
 }
+
+// lastStateID is the id of the last state made.
+var lastStateID atomic.Uint64
 
 var (
 	_ io.Reader       = (*Bytes)(nil)
@@ -94,7 +102,7 @@ func (p *BytesPool) NewBytes(maxLen int) *Bytes {
 // newHeader makes a free Bytes header and registers, once for the header's
 // whole life, the cleanup that reclaims a forgotten one.
 func (p *BytesPool) newHeader() *Bytes {
-	st := &state{c: chain{shard: p.newShard()}, closed: true}
+	st := &state{c: chain{shard: p.newShard()}, closed: true, id: lastStateID.Inc()}
 	b := &Bytes{st: st}
 	runtime.AddCleanup(b, (*state).reclaim, st)
 	return b
@@ -465,6 +473,13 @@ func drained(r io.Reader) bool {
 // recycled in order by a steady stream, form long runs, so a large Write
 // usually reaches w as one buffer or a few.
 //
+// A w that is a Bytes of the same pool gets the blocks themselves, with no
+// copy and no new block: all of them, or, if they do not fit its maxLen,
+// none, and WriteTo returns ErrBytesCapacityTooSmall (ErrClosed if w was
+// freed). So io.Copy from one Bytes to another never waits for blocks,
+// which it could not get while b holds them if the pool is full. WriteTo to
+// b itself moves b's bytes behind those written meanwhile, once.
+//
 // WriteTo takes the unread bytes out of b before it writes them, so
 // concurrent reads see them gone and concurrent writes append behind them,
 // though they still count against maxLen until w has taken them; what w does
@@ -474,10 +489,11 @@ func drained(r io.Reader) bool {
 func (b *Bytes) WriteTo(w io.Writer) (int64, error) {
 	st := b.st
 	c := &st.c
+	dst, _ := w.(*Bytes)
 	var total int64
 	var err error
 	st.mu.Lock()
-	for err == nil {
+	for err == nil && !(dst == b && total > 0) {
 		if st.closed {
 			err = ErrClosed
 			break
@@ -488,7 +504,7 @@ func (b *Bytes) WriteTo(w io.Writer) (int64, error) {
 		gen, p := st.gen, c.pool
 		sc := takeScratch(&st.scratch)
 		c.detachTo(sc)
-		n, left, werr := st.writeDetached(w, sc, p, gen)
+		n, left, werr := st.writeDetached(w, dst, sc, p, gen)
 		total += n
 		switch {
 		case st.gen != gen:
@@ -507,12 +523,22 @@ func (b *Bytes) WriteTo(w io.Writer) (int64, error) {
 // writeDetached writes to w what detachTo put in sc, with mu released
 // meanwhile (it is held on entry and on return), then settles the blocks
 // (see settle), parks sc again and returns how many bytes w took and how
-// many it left.
+// many it left. If w is dst, a Bytes of pool p, the blocks go over to it
+// whole instead (see handTo).
 //
 // If w panics, the blocks are settled as if w had taken nothing, as
 // bytes.Buffer keeps its bytes when its writer panics, and the panic goes
 // on with mu unlocked.
-func (st *state) writeDetached(w io.Writer, sc *writeToScratch, p *BytesPool, gen uint32) (n int64, left int, err error) {
+func (st *state) writeDetached(w io.Writer, dst *Bytes, sc *writeToScratch, p *BytesPool, gen uint32) (n int64, left int, err error) {
+	if dst != nil {
+		if n, err = st.handTo(dst.st, sc, p, gen); err != errOtherPool {
+			if err != nil {
+				left = st.c.settle(p, sc, 0, st.gen == gen)
+			}
+			st.scratch = sc
+			return n, left, err
+		}
+	}
 	st.mu.Unlock()
 	done := false
 	defer func() {
@@ -530,3 +556,67 @@ func (st *state) writeDetached(w io.Writer, sc *writeToScratch, p *BytesPool, ge
 	st.scratch = sc
 	return n, left, err
 }
+
+// handTo hands the blocks of pool p that a WriteTo detached into sc over
+// to dst, the state of another Bytes or of st's own, whole and without a
+// copy (see adopt), and returns their bytes. It is called and returns with
+// st.mu held, and holds dst.mu as well while it moves them, so that no
+// moment counts them in both Bytes. It takes the two locks in the order of
+// their ids, so that two WriteTos between the same Bytes in opposite
+// directions cannot deadlock. If it returns an error, dst took nothing and
+// the blocks are still detached.
+func (st *state) handTo(dst *state, sc *writeToScratch, p *BytesPool, gen uint32) (int64, error) {
+	if dst != st {
+		if dst.id < st.id {
+			st.mu.Unlock()
+			dst.mu.Lock()
+			st.mu.Lock()
+		} else {
+			dst.mu.Lock()
+		}
+		defer dst.mu.Unlock()
+	}
+	keep := st.gen == gen // st still counts the blocks (see settle)
+	n, err := dst.adopt(p, sc, dst == st && keep)
+	if err == nil {
+		st.c.handOver(sc, keep)
+	}
+	return n, err
+}
+
+// adopt appends to st the blocks of pool p that a WriteTo detached into sc,
+// and returns their bytes; self says that st is where they were detached
+// from and still counts them against its maxLen. Like a Write, it takes
+// all or nothing: it returns ErrClosed if st is freed and
+// ErrBytesCapacityTooSmall if the bytes do not fit its maxLen. It returns
+// errOtherPool, taking nothing, if st is a Bytes of another pool. Called
+// with st.mu held.
+//
+// The blocks stay in use throughout, so the pool's counts do not change.
+// The last block of st may keep room that no write will fill, and the
+// first adopted block may start past its front: the chain allows both in
+// its middle (see chain).
+func (st *state) adopt(p *BytesPool, sc *writeToScratch, self bool) (int64, error) {
+	n := 0
+	for _, b := range sc.bufs {
+		n += len(b)
+	}
+	size := st.c.size()
+	if self {
+		size -= n
+	}
+	switch {
+	case st.closed:
+		return 0, ErrClosed
+	case st.c.pool != p:
+		return 0, errOtherPool
+	case st.maxLen > 0 && n > st.maxLen-size-st.pending:
+		return 0, ErrBytesCapacityTooSmall
+	}
+	st.c.pushBack(sc.blockList)
+	st.c.n += n
+	return int64(n), nil
+}
+
+// errOtherPool is adopt's report that the blocks are not of its pool.
+var errOtherPool = errors.New("bytespool: blocks of another pool")

@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/atomic"
 )
 
 // ---------------------------------------------------------------------------
@@ -666,6 +667,191 @@ func TestWriteToBuffer(t *testing.T) {
 	assert.Equal(t, data[3:], out.Bytes())
 	assert.Equal(t, 0, b.Len())
 	assert.Equal(t, 0, p.Stats().BlocksInUse)
+}
+
+// io.Copy from one Bytes to another of the same pool hands the blocks over:
+// no copy, no new block, so it never waits for blocks, even in a pool that
+// src nearly fills.
+func TestWriteToBytesOfThePool(t *testing.T) {
+	const bs = 16
+	p := testPool(t, 8*bs, bs)
+	src, dst := p.NewBytes(0), p.NewBytes(0)
+	defer src.Free()
+	defer dst.Free()
+	head := fill(bs+3, 1)
+	writeAll(t, dst, head) // dst's last block has room that stays empty
+	data := fill(5*bs+2, 2)
+	writeAll(t, src, data)
+	skip := make([]byte, 5)
+	_, err := src.Read(skip) // src starts mid-block
+	require.NoError(t, err)
+	data = data[5:]
+	require.Equal(t, 8, p.Stats().BlocksInUse, "the pool is full")
+
+	var n int64
+	within(t, "io.Copy", func() { n, err = io.Copy(dst, src) })
+	require.NoError(t, err)
+	assert.Equal(t, int64(len(data)), n)
+	assert.Equal(t, 0, src.Len())
+	assert.Equal(t, len(head)+len(data), dst.Len())
+	assert.Equal(t, 8, p.Stats().BlocksInUse, "the blocks moved; none was added or freed")
+
+	// dst reads back in order, across the block that is not full and the
+	// one that starts past its front, in pieces of every size, and keeps
+	// working: writes go to the room of its new last block.
+	want := append(append([]byte{}, head...), data...)
+	c, err := dst.ReadByte()
+	require.NoError(t, err)
+	assert.Equal(t, want[0], c)
+	got := []byte{c}
+	for k := 1; dst.Len() > 0; k++ {
+		buf := make([]byte, k)
+		m, err := dst.Read(buf)
+		require.NoError(t, err)
+		got = append(got, buf[:m]...)
+		if k == 7 {
+			writeAll(t, dst, []byte("tail"))
+			want = append(want, "tail"...)
+		}
+	}
+	assert.Equal(t, want, got)
+	assert.Equal(t, 0, p.Stats().BlocksInUse)
+}
+
+func TestWriteToBytesOfThePoolRefused(t *testing.T) {
+	const bs = 16
+	data := fill(3*bs+1, 3)
+	for _, c := range []struct {
+		name string
+		dst  func(p *BytesPool) *Bytes
+		err  error
+	}{
+		{"over dst's maxLen", func(p *BytesPool) *Bytes {
+			d := p.NewBytes(len(data) + 4)
+			writeAll(t, d, fill(5, 4))
+			return d
+		}, ErrBytesCapacityTooSmall},
+		{"dst freed", func(p *BytesPool) *Bytes {
+			d := p.NewBytes(0)
+			d.Free()
+			return d
+		}, ErrClosed},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := testPool(t, 0, bs)
+			src := p.NewBytes(0)
+			defer src.Free()
+			writeAll(t, src, data)
+			dst := c.dst(p)
+			defer dst.Free()
+			n, err := src.WriteTo(dst)
+			assert.ErrorIs(t, err, c.err)
+			assert.Equal(t, int64(0), n)
+			assert.Equal(t, data, readAll(t, src), "src keeps everything")
+		})
+	}
+}
+
+func TestWriteToBytesOfAnotherPool(t *testing.T) {
+	const bs = 16
+	p, q := testPool(t, 0, bs), testPool(t, 0, 2*bs)
+	src, dst := p.NewBytes(0), q.NewBytes(0)
+	defer src.Free()
+	defer dst.Free()
+	data := fill(5*bs+3, 5)
+	writeAll(t, src, data)
+	n, err := io.Copy(dst, src)
+	require.NoError(t, err)
+	assert.Equal(t, int64(len(data)), n)
+	assert.Equal(t, 0, p.Stats().BlocksInUse, "src's blocks went back to its pool")
+	assert.Equal(t, 3, q.Stats().BlocksInUse, "dst holds blocks of its own pool")
+	assert.Equal(t, data, readAll(t, dst))
+}
+
+func TestWriteToItself(t *testing.T) {
+	p := testPool(t, 0, 16)
+	b := p.NewBytes(0)
+	defer b.Free()
+	data := fill(50, 6)
+	writeAll(t, b, data)
+	var n int64
+	var err error
+	within(t, "b.WriteTo(b)", func() { n, err = b.WriteTo(b) })
+	require.NoError(t, err)
+	assert.Equal(t, int64(len(data)), n)
+	assert.Equal(t, data, readAll(t, b))
+	assert.Equal(t, 0, p.Stats().BlocksInUse)
+}
+
+// Blocks handed from Bytes to Bytes while others write and read them: a
+// writer appends numbered records to a, a mover hands a's blocks to b with
+// WriteTo, and a reader drains b. The records come out whole and in order,
+// and every block goes back.
+func TestWriteToBytesConcurrent(t *testing.T) {
+	const bs, rec = 16, 7
+	records := 3000
+	if testing.Short() {
+		records = 300
+	}
+	p := testPool(t, 64*bs, bs)
+	a, b := p.NewBytes(0), p.NewBytes(0)
+	defer a.Free()
+	defer b.Free()
+	var wg sync.WaitGroup
+	var written atomic.Bool
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		defer written.Store(true)
+		for i := range records {
+			var r [rec]byte
+			binary.LittleEndian.PutUint32(r[:], uint32(i))
+			copy(r[4:], "rec")
+			// A Bytes that would hold more blocks than the pool gets
+			// ErrPoolTooSmall: keep a well below.
+			for a.Len() > 16*bs {
+				runtime.Gosched()
+			}
+			if _, err := a.Write(r[:]); !assert.NoError(t, err) {
+				return
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for {
+			done := written.Load()
+			if _, err := a.WriteTo(b); !assert.NoError(t, err) {
+				return
+			}
+			if done {
+				return
+			}
+			runtime.Gosched()
+		}
+	}()
+	var got []byte
+	buf := make([]byte, 5)
+	deadline := time.Now().Add(waitTimeout)
+	for next := 0; next < records*rec; {
+		n, err := b.Read(buf[:1+next%len(buf)])
+		if err == io.EOF {
+			require.True(t, time.Now().Before(deadline), "the reader got %d of %d bytes", next, records*rec)
+			runtime.Gosched()
+			continue
+		}
+		require.NoError(t, err)
+		got = append(got, buf[:n]...)
+		next += n
+	}
+	wg.Wait()
+	require.Len(t, got, records*rec)
+	for i := range records {
+		r := got[i*rec : (i+1)*rec]
+		require.Equal(t, uint32(i), binary.LittleEndian.Uint32(r), "record %d", i)
+		require.Equal(t, "rec", string(r[4:]), "record %d", i)
+	}
+	assert.Equal(t, 0, a.Len()+b.Len())
 }
 
 // A net.Conn gets the data through net.Buffers, which consumes the slice it

@@ -56,12 +56,30 @@ func (l *blockList) pushFront(front blockList) {
 	l.blocks += front.blocks
 }
 
+// pushBack puts the blocks of back after those of l.
+func (l *blockList) pushBack(back blockList) {
+	switch {
+	case back.blocks == 0:
+		return
+	case l.blocks == 0:
+		l.head = back.head
+	default:
+		l.last.next = back.head
+	}
+	l.tail, l.last = back.tail, back.last
+	l.blocks += back.blocks
+}
+
 // chain is the FIFO of blocks behind a Bytes, oldest first. Every block in
 // the chain is held by it and goes back to the pool when the chain drops
 // it. Usually every block but the first starts at its front and every block
 // but the last is full to its end, so the last one's free tail ("room") is
-// where the next write goes; a WriteTo that puts back what its writer did
-// not take can leave a block that is not full in the middle.
+// where the next write goes. Two things leave other blocks in the middle:
+// a WriteTo that puts back what its writer did not take can leave one that
+// is not full, and blocks adopted from another Bytes (see state.adopt) can
+// follow one that is not full and start with one that starts past its
+// front. Reads and WriteTo find runs of blocks with front, which ends a
+// run at either.
 //
 // Invariants, under the owner's lock:
 //   - n is the sum of end-off over the blocks of the chain;
@@ -363,10 +381,7 @@ var errInvalidWrite = errors.New("bytespool: WriteTo: invalid count returned by 
 // bytes left unwritten.
 func (c *chain) settle(p *BytesPool, sc *writeToScratch, n int64, keep bool) int {
 	if keep {
-		for _, b := range sc.bufs {
-			c.outBytes -= len(b)
-		}
-		c.outBlocks -= sc.blocks
+		c.unout(sc)
 	}
 	f := freer{pool: p, shard: c.shard}
 	left := 0
@@ -393,9 +408,31 @@ func (c *chain) settle(p *BytesPool, sc *writeToScratch, n int64, keep bool) int
 		f.addList(&sc.blockList)
 	}
 	f.done()
-	// Drop the references into the arena and the links, so that a
-	// scratch kept by a freed header holds on to nothing of the pool.
+	sc.forget()
+	return left
+}
+
+// handOver finishes a write of the blocks detached into sc that went over
+// whole to another chain (see state.adopt): they no longer count against
+// c, if keep is set (see settle), and sc forgets them.
+func (c *chain) handOver(sc *writeToScratch, keep bool) {
+	if keep {
+		c.unout(sc)
+	}
+	sc.forget()
+}
+
+// unout stops counting the bytes and blocks detached into sc against c.
+func (c *chain) unout(sc *writeToScratch) {
+	for _, b := range sc.bufs {
+		c.outBytes -= len(b)
+	}
+	c.outBlocks -= sc.blocks
+}
+
+// forget drops sc's references into the arena and the links, so that a
+// scratch kept by a freed header holds on to nothing of the pool.
+func (sc *writeToScratch) forget() {
 	clear(sc.bufs)
 	sc.blockList = blockList{}
-	return left
 }
