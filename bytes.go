@@ -478,7 +478,10 @@ func drained(r io.Reader) bool {
 // none, and WriteTo returns ErrBytesCapacityTooSmall (ErrClosed if w was
 // freed). So io.Copy from one Bytes to another never waits for blocks,
 // which it could not get while b holds them if the pool is full. WriteTo to
-// b itself moves b's bytes behind those written meanwhile, once.
+// b itself moves b's bytes behind those written meanwhile, once. Any other
+// writer that takes blocks of the pool, such as a PipeWriter of it, copies
+// into fresh blocks while b still holds its own: where b holds most of the
+// pool, that waits until other holders free blocks.
 //
 // WriteTo takes the unread bytes out of b before it writes them, so
 // concurrent reads see them gone and concurrent writes append behind them,

@@ -779,7 +779,10 @@ func (r *PipeReader) ReadContext(ctx context.Context, p []byte) (int, error) {
 // Write per run of blocks that lie back to back in the pool's memory (as
 // Bytes.WriteTo does). The bytes being written still count against maxBuffered
 // until w has taken them. It takes the readers' turn for each batch, so
-// other readers may read between batches.
+// other readers may read between batches. A w that takes blocks of the
+// same pool, such as a Bytes of it, copies into fresh blocks while the pipe
+// still holds its own: where the pipe holds most of the pool, that waits
+// until other holders free blocks.
 func (r *PipeReader) WriteTo(w io.Writer) (int64, error) {
 	pp := r.p
 	var total int64
