@@ -376,9 +376,9 @@ var errInvalidWrite = errors.New("bytespool: WriteTo: invalid count returned by 
 // settle finishes a write of the blocks of pool p detached into sc, of
 // which the writer took the first n bytes: it frees the blocks taken in
 // full, and puts the rest back in front of the chain if keep is set, or
-// frees them too (the owner was closed meanwhile, so its counters were
-// reset and c.pool is no longer p's to use). It returns the number of
-// bytes left unwritten.
+// frees them too (the owner was closed meanwhile: its counters were reset,
+// and c may be the chain of the header's next owner). It returns the
+// number of bytes left unwritten.
 func (c *chain) settle(p *BytesPool, sc *writeToScratch, n int64, keep bool) int {
 	if keep {
 		c.unout(sc)
