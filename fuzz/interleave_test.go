@@ -408,9 +408,23 @@ func runInterleaved(g int, s interleaveShape, script []op, p *bytespool.BytesPoo
 			}
 			o.readback = append(o.readback, buf[:got]...)
 		case iopSharedWriteTo:
-			o.trace = append(o.trace, "shared WriteTo()")
 			var buf bytes.Buffer
-			got, err := shared.WriteTo(&buf)
+			var got int64
+			var err error
+			if i%2 == 0 {
+				o.trace = append(o.trace, "shared WriteTo()")
+				got, err = shared.WriteTo(&buf)
+			} else {
+				// Through a Bytes of the pool, which takes the blocks
+				// themselves.
+				o.trace = append(o.trace, "shared WriteTo(Bytes of the pool)")
+				tmp := p.NewBytes(0)
+				got, err = shared.WriteTo(tmp)
+				if n, terr := tmp.WriteTo(&buf); terr != nil || n != got {
+					fail("WriteTo out of the Bytes that took shared's blocks = %d, %v; want %d, nil", n, terr, got)
+				}
+				tmp.Free()
+			}
 			note("%d, %v", got, err)
 			if err != nil || got != int64(buf.Len()) {
 				fail("shared WriteTo = %d, %v, having written %d bytes", got, err, buf.Len())
