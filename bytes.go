@@ -351,7 +351,10 @@ func (b *Bytes) ReadByte() (byte, error) {
 // and ReadFrom returns nil instead. Because it reads into a fresh block,
 // ReadFrom needs one block beyond those b holds, and returns ErrPoolTooSmall
 // (or nil, if r has a Len method that reports 0) when b already holds as
-// many blocks as the pool has. It waits for a block like Write.
+// many blocks as the pool has. It waits for a block like Write. If r
+// panics, or reports a count outside [0, len(p)] (ReadFrom then panics, as
+// bytes.Buffer's does), b keeps what the reads before brought, and nothing
+// of that read.
 func (b *Bytes) ReadFrom(r io.Reader) (int64, error) {
 	st := b.st
 	c := &st.c
@@ -488,7 +491,9 @@ func drained(r io.Reader) bool {
 // though they still count against maxLen until w has taken them; what w does
 // not take is put back at the front of b. Blocks go back to the pool as soon
 // as w has taken all their bytes. A w that takes less than it was given
-// without an error makes WriteTo return io.ErrShortWrite.
+// without an error makes WriteTo return io.ErrShortWrite, and one that
+// reports a count outside [0, len(p)] an error of its own, having taken
+// none of that p. If w panics, its bytes stay in b, as in a bytes.Buffer.
 func (b *Bytes) WriteTo(w io.Writer) (int64, error) {
 	st := b.st
 	c := &st.c
