@@ -854,6 +854,45 @@ func TestWriteToBytesConcurrent(t *testing.T) {
 	assert.Equal(t, 0, a.Len()+b.Len())
 }
 
+// WriteTos between two Bytes in both directions at once take the two locks
+// in one order, so they cannot deadlock, and they neither lose nor add a
+// byte.
+func TestWriteToBytesBothWays(t *testing.T) {
+	rounds := 2000
+	if testing.Short() {
+		rounds = 200
+	}
+	p := testPool(t, 0, 16)
+	a, b := p.NewBytes(0), p.NewBytes(0)
+	defer a.Free()
+	defer b.Free()
+	writeAll(t, a, fill(100, 1))
+	writeAll(t, b, fill(60, 2))
+	within(t, "WriteTos both ways", func() {
+		var wg sync.WaitGroup
+		for _, pair := range [][2]*Bytes{{a, b}, {b, a}} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range rounds {
+					if err := pair[0].WriteByte('x'); !assert.NoError(t, err) {
+						return
+					}
+					if _, err := pair[0].WriteTo(pair[1]); !assert.NoError(t, err) {
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	})
+	want := 160 + 2*rounds
+	assert.Equal(t, want, a.Len()+b.Len())
+	got := append(readAll(t, a), readAll(t, b)...)
+	assert.Len(t, got, want)
+	assert.Equal(t, 0, p.Stats().BlocksInUse)
+}
+
 // A net.Conn gets the data through net.Buffers, which consumes the slice it
 // is given (it sets the buffers it wrote to nil). WriteTo must still free
 // every block, keep b's maxLen whole, and leave nothing to be read again.
