@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sync"
 
+	"github.com/zjj/bytespool/internal/park"
 	"go.uber.org/atomic"
 )
 
@@ -60,6 +61,12 @@ type state struct {
 	waiting int // writers queued in the pool's semaphore for this Bytes
 
 	scratch *writeToScratch // WriteTo's buffers, borrowed while in use
+
+	// writingTo is set while a WriteTo holds the turn (see takeTurn);
+	// turnFree is woken when it gives the turn back, or when Free
+	// takes it away.
+	writingTo bool
+	turnFree  park.Event
 
 	id uint64 // orders the locks of two states (see handTo)
 }
@@ -130,6 +137,10 @@ func (st *state) closeLocked() {
 	if st.waiting > 0 {
 		st.waiting = 0
 		st.c.pool.sema.Abort(st, ErrClosed)
+	}
+	if st.writingTo {
+		st.writingTo = false // the WriteTo in flight frees its own
+		st.turnFree.Wake()   // and those waiting for the turn return ErrClosed
 	}
 	st.c.pool, st.c.blockList = nil, blockList{} // the pointers into the pool (see state)
 }
@@ -489,7 +500,8 @@ func drained(r io.Reader) bool {
 // WriteTo takes the unread bytes out of b before it writes them, so
 // concurrent reads see them gone and concurrent writes append behind them,
 // though they still count against maxLen until w has taken them; what w does
-// not take is put back at the front of b. Blocks go back to the pool as soon
+// not take is put back at the front of b. Concurrent WriteTos of b take
+// turns, so that what one puts back stays in front of what the next takes. Blocks go back to the pool as soon
 // as w has taken all their bytes. A w that takes less than it was given
 // without an error makes WriteTo return io.ErrShortWrite, and one that
 // reports a count outside [0, len(p)] an error of its own, having taken
@@ -499,13 +511,10 @@ func (b *Bytes) WriteTo(w io.Writer) (int64, error) {
 	c := &st.c
 	dst, _ := w.(*Bytes)
 	var total int64
-	var err error
 	st.mu.Lock()
+	gen0 := st.gen
+	err := st.takeTurn()
 	for err == nil && !(dst == b && total > 0) {
-		if st.closed {
-			err = ErrClosed
-			break
-		}
 		if c.n == 0 {
 			break
 		}
@@ -523,9 +532,42 @@ func (b *Bytes) WriteTo(w io.Writer) (int64, error) {
 			err = io.ErrShortWrite
 		}
 	}
+	st.giveTurn(gen0)
 	st.mu.Unlock()
 	runtime.KeepAlive(b)
 	return total, err
+}
+
+// takeTurn waits, with mu unlocked, until no other WriteTo of b is in
+// flight, and takes the turn. It is called and returns with mu held, and
+// returns ErrClosed, without the turn, if b is freed.
+func (st *state) takeTurn() error {
+	gen := st.gen
+	for {
+		switch {
+		case st.closed || st.gen != gen:
+			return ErrClosed
+		case !st.writingTo:
+			st.writingTo = true
+			return nil
+		}
+		// The holder clears writingTo under mu, then wakes us.
+		seq := st.turnFree.Prepare()
+		st.mu.Unlock()
+		st.turnFree.Wait(context.Background(), seq)
+		st.mu.Lock()
+	}
+}
+
+// giveTurn gives back the turn that a WriteTo took while b's generation was
+// gen, unless Free took it away meanwhile. Called with mu held. A WriteTo
+// that found b freed holds no turn, but nobody else can hold it either, so
+// it may call giveTurn all the same.
+func (st *state) giveTurn(gen uint32) {
+	if st.gen == gen {
+		st.writingTo = false
+		st.turnFree.Wake()
+	}
 }
 
 // writeDetached writes to w what detachTo put in sc, with mu released
@@ -554,6 +596,7 @@ func (st *state) writeDetached(w io.Writer, dst *Bytes, sc *writeToScratch, p *B
 			st.mu.Lock()
 			st.c.settle(p, sc, 0, st.gen == gen)
 			st.scratch = sc
+			st.giveTurn(gen)
 			st.mu.Unlock()
 		}
 	}()

@@ -562,7 +562,10 @@ func TestReadFromAndWriteToPanics(t *testing.T) {
 			n, err := b.Write([]byte{1})
 			assert.ErrorIs(t, err, ErrBytesCapacityTooSmall)
 			assert.Equal(t, 0, n)
-			assert.Equal(t, append(data, more...), readAll(t, b))
+			var out bytes.Buffer // and the next WriteTo gets its turn
+			within(t, "a WriteTo after the panic", func() { _, err = b.WriteTo(&out) })
+			assert.NoError(t, err)
+			assert.Equal(t, append(data, more...), out.Bytes())
 		})
 	}
 }
@@ -747,7 +750,11 @@ func TestWriteToBytesOfThePoolRefused(t *testing.T) {
 			n, err := src.WriteTo(dst)
 			assert.ErrorIs(t, err, c.err)
 			assert.Equal(t, int64(0), n)
-			assert.Equal(t, data, readAll(t, src), "src keeps everything")
+			// src keeps everything, and the next WriteTo gets its turn.
+			var out bytes.Buffer
+			within(t, "the next WriteTo", func() { n, err = src.WriteTo(&out) })
+			assert.NoError(t, err)
+			assert.Equal(t, data, out.Bytes())
 		})
 	}
 }
@@ -890,6 +897,86 @@ func TestWriteToBytesBothWays(t *testing.T) {
 	assert.Equal(t, want, a.Len()+b.Len())
 	got := append(readAll(t, a), readAll(t, b)...)
 	assert.Len(t, got, want)
+	assert.Equal(t, 0, p.Stats().BlocksInUse)
+}
+
+// Two WriteTos of one Bytes take turns: what the first does not write goes
+// back in front of what the second takes, so the bytes left in b stay in
+// the order they were written. If the second could take the bytes written
+// meanwhile before the first put its rest back, a short write of each,
+// the first's returning first, would leave the second's rest in front.
+func TestConcurrentWriteTosKeepOrder(t *testing.T) {
+	const bs = 16
+	p := testPool(t, 0, bs)
+	b := p.NewBytes(0)
+	defer b.Free()
+	d1, d2 := fill(3*bs, 1), fill(2*bs, 2)
+	writeAll(t, b, d1)
+	// Each writer takes 5 bytes once it is let go, and no more.
+	gate := func(entered chan<- struct{}, release <-chan struct{}) io.Writer {
+		return writerFunc(func(q []byte) (int, error) {
+			entered <- struct{}{}
+			<-release
+			return min(5, len(q)), nil
+		})
+	}
+	in1, go1 := make(chan struct{}, 1), make(chan struct{})
+	first := async(func() (int64, error) { return b.WriteTo(gate(in1, go1)) })
+	<-in1 // the first WriteTo has taken d1 out of b
+	writeAll(t, b, d2)
+	in2, go2 := make(chan struct{}, 1), make(chan struct{})
+	second := async(func() (int64, error) { return b.WriteTo(gate(in2, go2)) })
+	select {
+	case <-in2:
+		// The second WriteTo took d2 while the first was writing: with
+		// turns, it must not get here before the first returns.
+		close(go1)
+		r1 := await(t, "the first WriteTo", first)
+		close(go2)
+		r2 := await(t, "the second WriteTo", second)
+		t.Fatalf("two WriteTos wrote at once (%d, %v and %d, %v); b now holds %x", r1.n, r1.err, r2.n, r2.err, readAll(t, b))
+	case <-time.After(settle):
+	}
+	close(go1)
+	r1 := await(t, "the first WriteTo", first)
+	assert.Equal(t, int64(5), r1.n)
+	assert.ErrorIs(t, r1.err, io.ErrShortWrite)
+	<-in2 // the second takes the first's rest and d2, in order
+	close(go2)
+	r2 := await(t, "the second WriteTo", second)
+	assert.Equal(t, int64(5), r2.n)
+	assert.ErrorIs(t, r2.err, io.ErrShortWrite)
+	want := append(append([]byte{}, d1[10:]...), d2...)
+	assert.Equal(t, want, readAll(t, b))
+}
+
+// Free while a WriteTo waits for its turn ends the wait with ErrClosed, and
+// the WriteTo that held the turn returns ErrClosed once its writer does.
+func TestFreeWakesWriteToWaitingForTurn(t *testing.T) {
+	p := testPool(t, 0, 16)
+	b := p.NewBytes(0)
+	writeAll(t, b, fill(40, 1))
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	first := async(func() (int64, error) {
+		return b.WriteTo(writerFunc(func(q []byte) (int, error) {
+			entered <- struct{}{}
+			<-release
+			return len(q), nil
+		}))
+	})
+	<-entered
+	writeAll(t, b, fill(8, 2))
+	second := async(func() (int64, error) { return b.WriteTo(io.Discard) })
+	time.Sleep(settle)
+	require.True(t, stillRunning(second), "the second WriteTo did not wait for its turn")
+	b.Free()
+	r2 := await(t, "the waiting WriteTo", second)
+	assert.ErrorIs(t, r2.err, ErrClosed)
+	assert.Equal(t, int64(0), r2.n)
+	close(release)
+	r1 := await(t, "the WriteTo in flight", first)
+	assert.ErrorIs(t, r1.err, ErrClosed)
+	assert.Equal(t, int64(40), r1.n, "its writer took all it was given")
 	assert.Equal(t, 0, p.Stats().BlocksInUse)
 }
 
