@@ -454,12 +454,19 @@ func (st *state) readBlock(p *BytesPool, gen uint32, r io.Reader, blk uint32, li
 		}
 	}()
 	n, err = r.Read(p.arena.Block(blk)[:limit])
-	if n < 0 || n > limit {
-		panic(fmt.Sprintf("bytespool: ReadFrom: reader returned count %d for a buffer of %d bytes", n, limit))
-	}
+	checkReadCount(n, limit)
 	done = true
 	st.mu.Lock()
 	return n, !st.endPending(gen, limit), err
+}
+
+// checkReadCount panics, as bytes.Buffer.ReadFrom does, if a reader
+// returned a count outside [0, limit] for a buffer of limit bytes, which
+// breaks the io.Reader contract. The ReadFroms of Bytes and pipes share it.
+func checkReadCount(n, limit int) {
+	if n < 0 || n > limit {
+		panic(fmt.Sprintf("bytespool: ReadFrom: reader returned count %d for a buffer of %d bytes", n, limit))
+	}
 }
 
 // endPending takes back the n bytes a call that unlocked mu counted as

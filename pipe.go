@@ -606,9 +606,7 @@ func (pp *pipe) readInto(r io.Reader, blk uint32, fresh bool, limit int) (int, e
 	}()
 	off := int(pp.wpos % pp.bs)
 	n, err := r.Read(pp.pool.arena.Block(blk)[off : off+limit])
-	if n < 0 || n > limit {
-		panic(fmt.Sprintf("bytespool: ReadFrom: reader returned count %d for a buffer of %d bytes", n, limit))
-	}
+	checkReadCount(n, limit)
 	done = true
 	return n, err
 }
