@@ -238,34 +238,42 @@ func bytesWrite[T bytesOrString](b *Bytes, ctx context.Context, p T) (int, error
 	st.mu.Lock()
 	need, err := st.admit(n)
 	for err == nil {
-		if need > 0 && !st.c.pool.sema.TryAcquire(uint64(need), st.c.shard) {
-			if err = st.waitBlocks(ctx, need, n); err != nil {
+		if need == 1 {
+			if blk, ok := st.c.pool.tryGetBlock(st.c.shard); ok {
+				writeBlock(&st.c, p, blk)
 				break
 			}
-			// Other writers may have filled or added room in the last
-			// block while we waited, so the need may differ now.
-			if now := st.c.need(n); now < need {
-				st.c.release(need - now)
-				need = now
-			} else if now > need {
-				if !st.c.pool.sema.TryAcquire(uint64(now-need), st.c.shard) {
-					// Give the blocks back rather than hold them
-					// while waiting for more, and queue again.
-					st.c.release(need)
-					need, err = st.admit(n)
-					continue
-				}
-				need = now
+		} else if need == 0 || st.c.pool.sema.TryAcquire(uint64(need), st.c.shard) {
+			write(&st.c, p, need)
+			break
+		}
+		if err = st.waitBlocks(ctx, need, n); err != nil {
+			break
+		}
+		// Other writers may have filled or added room in the last block
+		// while we waited, so the need may differ now.
+		if now := st.c.need(n); now < need {
+			st.c.release(need - now)
+			need = now
+		} else if now > need {
+			if !st.c.pool.sema.TryAcquire(uint64(now-need), st.c.shard) {
+				// Give the blocks back rather than hold them while
+				// waiting for more, and queue again.
+				st.c.release(need)
+				need, err = st.admit(n)
+				continue
 			}
+			need = now
 		}
 		write(&st.c, p, need)
-		st.mu.Unlock()
-		runtime.KeepAlive(b)
-		return n, nil
+		break
 	}
 	st.mu.Unlock()
 	runtime.KeepAlive(b)
-	return 0, err
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // admit checks a write of n bytes against the limits and returns the number
@@ -293,7 +301,7 @@ func (st *state) waitBlocks(ctx context.Context, need, n int) error {
 	st.waiting++
 	// Join the queue before unlocking, so that a Free after the unlock
 	// finds this waiter and aborts it.
-	q := p.sema.Enqueue(uint64(need), st)
+	q := p.enqueue(need, st)
 	st.mu.Unlock()
 	err := p.sema.Wait(ctx, q)
 	st.mu.Lock()
@@ -396,12 +404,13 @@ func (b *Bytes) ReadFrom(r io.Reader) (int64, error) {
 				}
 				break
 			}
-			if !p.sema.TryAcquire(1, c.shard) {
+			var ok bool
+			if blk, ok = p.tryGetBlock(c.shard); !ok {
 				if err = st.waitBlocks(context.Background(), 1, 0); err != nil {
 					break
 				}
+				blk = p.getBlock(c.shard)
 			}
-			blk = p.getBlock(c.shard)
 			continue // the limit may have changed while we waited
 		}
 

@@ -134,6 +134,10 @@ type BytesPool struct {
 	headers *sync.Pool // *Bytes
 
 	pipeWaiting atomic.Int32 // goroutines parked in pipe reads and writes
+
+	// hot[s] is shard s's hot block: the last single block freed into
+	// the shard, kept out of its rings with its reservation (see hot.go).
+	hot [maxShards]hotSlot
 }
 
 // slabLists is the per-slab state of a pool.
@@ -288,7 +292,7 @@ func (p *BytesPool) Stats() Stats {
 	return Stats{
 		BlockSize:       p.blockSize,
 		BlocksTotal:     p.total,
-		BlocksInUse:     p.capacity - int(p.sema.Available()),
+		BlocksInUse:     p.capacity - int(p.sema.Available()) - p.hotBlocks(),
 		BlocksAllocated: p.arena.Carved(),
 		Waiters:         p.sema.Waiting() + int(p.pipeWaiting.Load()),
 		Waits:           waits,
@@ -306,7 +310,8 @@ func (p *BytesPool) tooBig(n int) bool { return n > p.capacity }
 // shard. The caller must have reserved them in p.sema, which guarantees
 // that that many blocks are free in the rings or still uncarved. Blocks
 // come from the home shard first, then from the others, each from the
-// newest slab's ring first, with one CAS per ring (see take).
+// newest slab's ring first, with one CAS per ring (see take); then from
+// the hot slots, and only then fresh from the arena.
 //
 // A ring's Pop may report empty while a Push that claimed an earlier slot
 // is still publishing (see package ring), or while another take holds the
@@ -340,6 +345,7 @@ func (p *BytesPool) getBlocks(dst []uint32, shard int) {
 				}
 			}
 		}
+		got += p.reuseHot(dst[got:], shard)
 		for ; got < len(dst); got++ {
 			i, ok := p.arena.Carve()
 			if !ok {
@@ -527,9 +533,12 @@ func pushAll(r *ring.Ring, es []uint32) {
 	}
 }
 
-// freeBlock gives one block back, to its ring in the given shard, and its
-// reservation.
+// freeBlock gives one block of a Bytes back, with its reservation: as the
+// shard's hot block if that is empty, else to its ring in the shard.
 func (p *BytesPool) freeBlock(i uint32, shard int) {
+	if p.putHot(i, shard) {
+		return
+	}
 	one := [1]blockRun{{first: i, n: 1}}
 	p.putRuns(one[:], shard)
 	p.sema.Release(1, shard)
@@ -542,6 +551,7 @@ func (p *BytesPool) freeBlock(i uint32, shard int) {
 type freer struct {
 	pool  *BytesPool
 	shard int
+	hot   bool // a lone block may become the shard's hot block (see hot.go)
 	runs  [16]blockRun
 	n     int // runs queued
 	total int // blocks added
@@ -582,8 +592,12 @@ func (f *freer) flush() {
 }
 
 // done returns what is left and releases the reservations of every block
-// added.
+// added. With hot set, a lone block goes to the shard's hot slot if that
+// is empty.
 func (f *freer) done() {
+	if f.hot && f.total == 1 && f.pool.putHot(f.runs[0].first, f.shard) { // runs[0] is the block: only a full runs flushes
+		return
+	}
 	if f.n > 0 {
 		f.flush()
 	}

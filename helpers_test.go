@@ -226,13 +226,21 @@ func (w *stingyWriter) Bytes() []byte { return nonNil(w.buf.Bytes()) }
 var errTest = errors.New("test: injected failure")
 
 // requireAllFree checks, when nothing holds a block of p, that every block
-// carved from its arena sits in one of its free rings, once: no run was
-// lost or queued twice. It empties the rings.
+// carved from its arena sits in one of its free rings or hot slots, once:
+// no run was lost or queued twice. It empties the rings.
 func requireAllFree(t testing.TB, p *BytesPool) {
 	t.Helper()
 	carved := p.arena.Carved()
 	seen := make([]bool, carved)
 	free := 0
+	for s := range p.shardMask + 1 {
+		if v := p.hot[s].v.Load(); v != 0 {
+			i := v - 1
+			require.Less(t, int(i), carved, "a hot block that was never carved")
+			seen[i] = true
+			free++
+		}
+	}
 	for k := range int(p.nslabs.Load()) {
 		sl := p.slabs[k].Load()
 		for s := range sl.rings {

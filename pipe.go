@@ -397,7 +397,7 @@ func (pp *pipe) reserve(ctx context.Context, want int) error {
 		pp.reserved = need
 		return nil
 	}
-	q := sema.Enqueue(uint64(need), pp)
+	q := pp.pool.enqueue(need, pp)
 	if err := pp.writeErr(); err != nil {
 		// An end closed before we queued, so its Abort missed us.
 		sema.Abort(pp, err)
@@ -468,7 +468,9 @@ func (pp *pipe) publish(pos uint64) bool {
 // the pool; a block mid-way is the tail again, for the reader to free.
 func (pp *pipe) giveBack(blk uint32, fresh bool) {
 	if fresh && pp.wpos%pp.bs == 0 {
-		pp.pool.freeBlock(blk, pp.shard)
+		f := freer{pool: pp.pool, shard: pp.shard}
+		f.add(blk)
+		f.done()
 		return
 	}
 	pp.setWritten(tailFree)

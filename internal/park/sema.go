@@ -133,6 +133,12 @@ func (s *Sema) Available() uint64 {
 	}
 }
 
+// Queued reports whether any waiter is queued. It is a sequentially
+// consistent load of the flag that Enqueue stores before it collects units,
+// so a caller that sets units aside outside the semaphore can pair it with
+// its own store, as Release does (see "Why a release is never lost").
+func (s *Sema) Queued() bool { return s.queued.Load() != 0 }
+
 // Waiting returns the number of queued waiters: a snapshot.
 func (s *Sema) Waiting() int { return int(s.waiting.Load()) }
 
