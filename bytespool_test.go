@@ -944,7 +944,7 @@ func TestZeroOnFree(t *testing.T) {
 	for i := range ff {
 		ff[i] = 0xFF
 	}
-	for _, how := range []string{"Free", "Read", "Reset", "WriteTo", "ReadFrom"} {
+	for _, how := range []string{"Free", "Read", "ReadByte", "Reset", "WriteTo", "ReadFrom"} {
 		t.Run(how, func(t *testing.T) {
 			p, err := New(Config{MaxMemory: 4 * bs, BlockSize: bs, ZeroOnFree: true})
 			require.NoError(t, err)
@@ -966,6 +966,14 @@ func TestZeroOnFree(t *testing.T) {
 				b.Free()
 			case "Read":
 				assert.Equal(t, ff, readAll(t, b))
+			case "ReadByte": // block by block: the first goes to the hot slot
+				for range ff {
+					c, err := b.ReadByte()
+					require.NoError(t, err)
+					require.Equal(t, byte(0xFF), c)
+				}
+				_, hot := hotBlock(p, b.st.c.shard)
+				require.True(t, hot)
 			case "Reset":
 				b.Reset()
 			case "WriteTo":
