@@ -18,14 +18,19 @@ import (
 //     Bytes headers in one);
 //   - a sync.Mutex Lock and Unlock around every write, every read and the
 //     release (SPEC: a Bytes is safe for concurrent use);
-//   - per write, one CAS on a shared counter to reserve the blocks it needs
-//     (the hard cap) and one PopWeighted from a lock-free ring of free
-//     blocks (the design card's free list), whose slots it reads. As in
-//     bytespool, an entry of the ring is a run of up to 16 consecutive
+//   - per write of one new block, one atomic swap that takes the block
+//     freed last, if it is still there: a free list shared by goroutines
+//     needs one read-modify-write to take a block, and this is the block
+//     most likely still in the core's cache (bytespool's hot block);
+//   - per other write, one CAS on a shared counter to reserve the blocks
+//     it needs (the hard cap) and one PopWeighted from a lock-free ring of
+//     free blocks (the design card's free list), whose slots it reads. As
+//     in bytespool, an entry of the ring is a run of up to 16 consecutive
 //     blocks, and the rest of a run longer than the write needs goes back;
-//   - per read, one PushN of the blocks it empties, which publishes one
-//     entry per run in its slot, and one atomic add to give back their
-//     reservations;
+//   - per read that empties one block, one CAS that sets it aside for the
+//     swap above, if the place is empty; per other read, one PushN of the
+//     blocks it empties, which publishes one entry per run in its slot,
+//     and one atomic add to give back their reservations;
 //   - the copies, one per run of adjacent blocks, as bytespool's are.
 //
 // Like bytespool's arena, it hands out blocks never used before only when
@@ -39,8 +44,8 @@ func setupBound(int) func() roundTrip { return boundOp(true) }
 
 // setupUnsynced is the reference op=unsynced of BenchmarkPaired: the bound
 // with none of its synchronization: a buffer of its own, no mutex, no cap,
-// and a plain FIFO slice for the free list, so only one goroutine may use
-// it. What is left is the bookkeeping of a buffer made of 4 KiB blocks, so
+// and a plain FIFO slice for the free list behind a plain variable for the
+// block freed last, so only one goroutine may use it. What is left is the bookkeeping of a buffer made of 4 KiB blocks, so
 // the bound against it is the cost of the synchronization alone.
 func setupUnsynced(int) func() roundTrip { return boundOp(false) }
 
@@ -68,6 +73,8 @@ func boundOp(synced bool) func() roundTrip {
 		qh     int
 		carved atomic.Uint32 // blocks handed out so far for the first time
 		avail  atomic.Int64  // synced: blocks that may still be handed out
+		hot    atomic.Uint32 // synced: a lone block freed last, +1; 0 = none
+		hotU   uint32        // unsynced: the same
 	)
 	if synced {
 		free = ring.New(poolBlocks)
@@ -113,6 +120,18 @@ func boundOp(synced bool) func() roundTrip {
 	// pop appends need free blocks to buf.blocks, carving new ones when
 	// the free list is empty.
 	pop := func(buf *boundBuffer, need int) {
+		if need == 1 { // the block freed last, with its reservation
+			v := hotU
+			if synced {
+				v = hot.Swap(0)
+			} else {
+				hotU = 0
+			}
+			if v != 0 {
+				buf.blocks = append(buf.blocks, v-1)
+				return
+			}
+		}
 		if synced {
 			for n := avail.Load(); !avail.CompareAndSwap(n, n-int64(need)); n = avail.Load() {
 			}
@@ -134,6 +153,15 @@ func boundOp(synced bool) func() roundTrip {
 	}
 	// push gives blocks back.
 	push := func(blocks []uint32) {
+		if len(blocks) == 1 { // set a lone block aside, with its reservation
+			if !synced && hotU == 0 {
+				hotU = blocks[0] + 1
+				return
+			}
+			if synced && hot.CompareAndSwap(0, blocks[0]+1) {
+				return
+			}
+		}
 		if !synced {
 			if qh == len(queue) {
 				queue, qh = queue[:0], 0
