@@ -102,7 +102,9 @@ type BytesPool struct {
 	// sema counts the blocks that may still be handed out, out of
 	// capacity, spread over the same shards as the rings. A writer
 	// reserves every block it needs here before it takes any from the
-	// rings, so it never holds some while waiting for the rest.
+	// rings, so it never holds some while waiting for the rest. A hot
+	// block (see hot) is free, but its reservation stays taken: it moves
+	// with the block.
 	sema park.Sema
 
 	// slabs[k] is what the pool keeps beside slab k of the arena: its
@@ -137,6 +139,7 @@ type BytesPool struct {
 
 	// hot[s] is shard s's hot block: the last single block freed into
 	// the shard, kept out of its rings with its reservation (see hot.go).
+	_   [cacheLineSize]byte
 	hot [maxShards]hotSlot
 }
 
@@ -278,7 +281,7 @@ func makePool(cfg Config, memName, blockName string) (*BytesPool, string) {
 type Stats struct {
 	BlockSize       int
 	BlocksTotal     int // capacity in blocks (0 when unlimited)
-	BlocksInUse     int // blocks held by Bytes and pipes, or reserved by a writer about to fill them or by the first writer in the wait queue
+	BlocksInUse     int // blocks held by Bytes and pipes, or reserved by a writer about to fill them or by the first writer in the wait queue; not the free blocks a shard keeps hot
 	BlocksAllocated int // blocks carved from the arena so far (memory touched = this × BlockSize)
 	Waiters         int // goroutines parked waiting for blocks or for pipe data or space
 

@@ -34,15 +34,23 @@ import (
 //     queued, its store came first and the swap finds the block; if it
 //     sees queued, it drains the slot itself. Either way the block goes
 //     back through Release, which grants it to the queue.
-//   - While writers are queued nobody takes a hot block (takeHot checks
-//     queued, as TryAcquire does), so a newcomer cannot pass them.
+//   - While writers are queued no newcomer takes a hot block (takeHot
+//     checks queued, as TryAcquire does), so none can pass them. reuseHot
+//     does not check: its caller holds reservations already.
+//
+// No ABA: a slot changes only by a CAS that expects it empty (putHot) and
+// by swaps that take whatever it holds (takeHot, drainHot, reuseHot); no
+// step acts on a value it read earlier, so a slot that was emptied and
+// refilled in between cannot mislead it.
 
-// hotSlot is one shard's hot block, alone on its cache line: 0 when empty,
-// else the block's index + 1 (block indices are below slab.MaxBlocks, so
-// the sum fits).
+// hotSlot is one shard's hot block: 0 when empty, else the block's index
+// + 1 (block indices are below slab.MaxBlocks, so the sum fits). A full
+// line of padding follows it, and BytesPool puts one before the first, so
+// no two slots, and no slot and another field, share a cache line wherever
+// the pool starts (a heap object need not start on a line).
 type hotSlot struct {
 	v atomic.Uint32
-	_ [60]byte
+	_ [cacheLineSize]byte
 }
 
 // takeHot takes the hot block of shard s, with its reservation, if there is
