@@ -229,8 +229,9 @@ func (b *Bytes) WriteContext(ctx context.Context, p []byte) (int, error) {
 	return bytesWrite(b, ctx, p)
 }
 
-// bytesWrite is the body of the write methods: a fast path that reserves the
-// blocks with one CAS, under the lock, and copies; and a slow path that
+// bytesWrite is the body of the write methods: a fast path under the lock
+// that takes the shard's hot block when the write needs one new block, or
+// else reserves the blocks with one CAS, and copies; and a slow path that
 // queues for the blocks with the lock released.
 func bytesWrite[T bytesOrString](b *Bytes, ctx context.Context, p T) (int, error) {
 	st := b.st

@@ -292,10 +292,14 @@ type Stats struct {
 // Stats returns a snapshot of the pool's counters.
 func (p *BytesPool) Stats() Stats {
 	waits, waitTime := p.sema.Waits()
+	// A block can move from the semaphore through a holder into a hot
+	// slot between the two reads and count as free twice; a snapshot
+	// need not add up exactly, but it must not go below zero.
+	inUse := max(0, p.capacity-int(p.sema.Available())-p.hotBlocks())
 	return Stats{
 		BlockSize:       p.blockSize,
 		BlocksTotal:     p.total,
-		BlocksInUse:     p.capacity - int(p.sema.Available()) - p.hotBlocks(),
+		BlocksInUse:     inUse,
 		BlocksAllocated: p.arena.Carved(),
 		Waiters:         p.sema.Waiting() + int(p.pipeWaiting.Load()),
 		Waits:           waits,
@@ -598,7 +602,7 @@ func (f *freer) flush() {
 // added. With hot set, a lone block goes to the shard's hot slot if that
 // is empty.
 func (f *freer) done() {
-	if f.hot && f.total == 1 && f.pool.putHot(f.runs[0].first, f.shard) { // runs[0] is the block: only a full runs flushes
+	if f.hot && f.total == 1 && f.pool.putHot(f.runs[0].first, f.shard) { // runs[0] is the block: addRun flushes only a full runs
 		return
 	}
 	if f.n > 0 {
