@@ -1129,12 +1129,13 @@ func TestShards(t *testing.T) {
 	for i := range bufs {
 		bufs[i] = p.NewBytes(0)
 		st := bufs[i].st
+		st.c.shard = i // as if made on four Ps (see TestNewShardPerP)
 		homes[st.c.shard] = true
 		_, err := bufs[i].Write(bytes.Repeat([]byte{byte(i)}, bs))
 		require.NoError(t, err)
 		blockOf[st.c.shard] = st.c.head
 	}
-	require.Len(t, homes, 4, "four Bytes made in a row have four home shards")
+	require.Len(t, homes, 4)
 	for _, b := range bufs {
 		var out [bs]byte
 		n, err := b.Read(out[:])
@@ -1171,6 +1172,41 @@ func TestShards(t *testing.T) {
 	for _, b := range bufs {
 		b.Free()
 	}
+}
+
+// The headers and pipes that one P makes share a home shard; a P that has
+// made none takes the next shard in turn.
+func TestNewShardPerP(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	p := testPool(t, 64*16, 16)
+	require.Equal(t, 3, p.shardMask)
+	runtime.GOMAXPROCS(1) // one P, so that every call below runs on it
+
+	var held []*Bytes
+	defer func() {
+		for _, b := range held {
+			b.Free()
+		}
+	}()
+	newHeaderShard := func() int {
+		b := p.NewBytes(0)
+		held = append(held, b) // held, so that the next NewBytes makes a new header
+		return b.st.c.shard
+	}
+	first := newHeaderShard()
+	for range 7 {
+		require.Equal(t, first, newHeaderShard(), "headers made on one P")
+	}
+	r, w := p.NewPipe(16)
+	assert.Equal(t, first, r.p.shard, "a pipe made on the same P")
+	require.NoError(t, w.Close())
+	require.NoError(t, r.Close())
+
+	// Another P, with no token yet: the next shard.
+	p.shardTokens = new(sync.Pool)
+	second := newHeaderShard()
+	assert.Equal(t, (first+1)&p.shardMask, second)
+	assert.Equal(t, second, newHeaderShard())
 }
 
 // ---------------------------------------------------------------------------
