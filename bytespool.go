@@ -409,7 +409,8 @@ const maxShards = 8
 // takes the next shard in turn. A sync.Pool's Get returns the calling P's
 // own item first and never takes another P's private item, and the token
 // goes back at once, so it stays with its P (until two garbage collections
-// pass without a new header, when the next one draws a new token).
+// pass without a new header, when the next one draws a new token; and under
+// the race detector, whose sync.Pool drops items at random).
 //
 // Why per P and not simply in turn: headers then travel with the per-P
 // header pool, so a P's headers share its shard. Taken in turn, the headers
