@@ -518,11 +518,12 @@ func drained(r io.Reader) bool {
 // concurrent reads see them gone and concurrent writes append behind them,
 // though they still count against maxLen until w has taken them; what w does
 // not take is put back at the front of b. Concurrent WriteTos of b take
-// turns, so that what one puts back stays in front of what the next takes. Blocks go back to the pool as soon
-// as w has taken all their bytes. A w that takes less than it was given
-// without an error makes WriteTo return io.ErrShortWrite, and one that
-// reports a count outside [0, len(p)] an error of its own, having taken
-// none of that p. If w panics, its bytes stay in b, as in a bytes.Buffer.
+// turns, so that what one puts back stays in front of what the next takes.
+// Blocks go back to the pool as soon as w has taken all their bytes. A w
+// that takes less than it was given without an error makes WriteTo return
+// io.ErrShortWrite, and one that reports a count outside [0, len(p)] an
+// error of its own, having taken none of that p. If w panics, its bytes
+// stay in b, as in a bytes.Buffer.
 func (b *Bytes) WriteTo(w io.Writer) (int64, error) {
 	st := b.st
 	c := &st.c

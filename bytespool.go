@@ -573,11 +573,16 @@ func pushAll(r *ring.Ring, es []uint32) {
 }
 
 // freeBlock gives one block of a Bytes back, with its reservation: as the
-// shard's hot block if that is empty, else to its ring in the shard.
+// shard's hot block if that is empty, else as ringBlock does.
 func (p *BytesPool) freeBlock(i uint32, shard int) {
-	if p.putHot(i, shard) {
-		return
+	if !p.putHot(i, shard) {
+		p.ringBlock(i, shard)
 	}
+}
+
+// ringBlock gives one block back to its ring in the given shard, and its
+// reservation to the semaphore.
+func (p *BytesPool) ringBlock(i uint32, shard int) {
 	one := [1]blockRun{{first: i, n: 1}}
 	p.putRuns(one[:], shard)
 	p.sema.Release(1, shard)

@@ -88,9 +88,7 @@ func (p *BytesPool) putHot(i uint32, s int) bool {
 // and its reservation to the semaphore.
 func (p *BytesPool) drainHot(s int) {
 	if v := p.hot[s].v.Swap(0); v != 0 {
-		one := [1]blockRun{{first: v - 1, n: 1}}
-		p.putRuns(one[:], s)
-		p.sema.Release(1, s)
+		p.ringBlock(v-1, s)
 	}
 }
 

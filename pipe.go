@@ -468,9 +468,7 @@ func (pp *pipe) publish(pos uint64) bool {
 // the pool; a block mid-way is the tail again, for the reader to free.
 func (pp *pipe) giveBack(blk uint32, fresh bool) {
 	if fresh && pp.wpos%pp.bs == 0 {
-		f := freer{pool: pp.pool, shard: pp.shard}
-		f.add(blk)
-		f.done()
+		pp.pool.ringBlock(blk, pp.shard) // not freeBlock: pipes keep no hot blocks
 		return
 	}
 	pp.setWritten(tailFree)
