@@ -150,18 +150,36 @@ func (a *Arena) Limit() int { return a.limit }
 //
 // Carve is lock-free except when an unlimited arena must allocate a slab.
 func (a *Arena) Carve() (i uint32, ok bool) {
+	i, _, ok = a.CarveN(1)
+	return i, ok
+}
+
+// CarveN carves up to n consecutive blocks at once, as Carve carves one: it
+// returns the first, i, and how many it carved, k >= 1, which are the
+// blocks [i, i+k). It carves fewer than n only where the slabs allocated so
+// far end: an unlimited arena allocates its next slab only for a CarveN
+// that finds no block left in the slabs it has, so carving ahead never
+// allocates memory early. It returns ok == false when the arena is full,
+// as Carve does. It panics if n < 1.
+func (a *Arena) CarveN(n int) (i uint32, k int, ok bool) {
+	if n < 1 {
+		panic(fmt.Sprintf("slab: CarveN: n must be positive, got %d", n))
+	}
 	for {
-		n := a.carved.Load()
-		if n >= a.avail.Load() {
-			if !a.grow(n) {
-				return 0, false
+		c := a.carved.Load()
+		avail := a.avail.Load()
+		if c >= avail {
+			if !a.grow(c) {
+				return 0, 0, false
 			}
 			continue
 		}
-		// Only move n to n+1 while n < avail: carved never overshoots,
-		// so Carved is exact and a failed Carve consumes nothing.
-		if a.carved.CompareAndSwap(n, n+1) {
-			return uint32(n), true // n < avail <= capacity <= MaxBlocks
+		// Only move c forward to at most avail: carved never
+		// overshoots, so Carved is exact and a failed CarveN consumes
+		// nothing.
+		m := min(uint64(n), avail-c)
+		if a.carved.CompareAndSwap(c, c+m) {
+			return uint32(c), int(m), true // c < avail <= capacity <= MaxBlocks
 		}
 	}
 }

@@ -390,7 +390,8 @@ func TestLargeBlock(t *testing.T) {
 // carveConcurrently carves from a with 8 goroutines, each up to quota blocks
 // (or until Carve fails), while 4 others take each carved index, call Block
 // and fill the block, and one more calls Block on already-carved indices
-// throughout. It returns every index carved.
+// throughout. Carver g carves runs of up to g%3+1 blocks, with Carve for
+// runs of one and CarveN for longer ones. It returns every index carved.
 func carveConcurrently(t *testing.T, a *Arena, quota int) []uint32 {
 	const carvers, writers = 8, 4
 	carvedc := make(chan uint32, 256)
@@ -402,18 +403,31 @@ func carveConcurrently(t *testing.T, a *Arena, quota int) []uint32 {
 		carve.Add(1)
 		go func() {
 			defer carve.Done()
-			for range quota {
-				i, ok := a.Carve()
+			for len(results[g]) < quota {
+				want := min(g%3+1, quota-len(results[g]))
+				var first uint32
+				k, ok := 1, false
+				if want == 1 {
+					first, ok = a.Carve()
+				} else {
+					first, k, ok = a.CarveN(want)
+				}
 				if !ok {
 					return
 				}
-				// The carver's own Block must see the slab its Carve
-				// may have just published.
-				if b := a.Block(i); len(b) != a.BlockSize() {
-					t.Errorf("Block(%d) has len %d", i, len(b))
+				if k < 1 || k > want {
+					t.Errorf("CarveN(%d) carved %d blocks", want, k)
+					return
 				}
-				results[g] = append(results[g], i)
-				carvedc <- i
+				for i := first; i < first+uint32(k); i++ {
+					// The carver's own Block must see the slab its
+					// Carve may have just published.
+					if b := a.Block(i); len(b) != a.BlockSize() {
+						t.Errorf("Block(%d) has len %d", i, len(b))
+					}
+					results[g] = append(results[g], i)
+					carvedc <- i
+				}
 			}
 		}()
 	}
@@ -464,6 +478,51 @@ func carveConcurrently(t *testing.T, a *Arena, quota int) []uint32 {
 	}
 	require.Equal(t, len(all), a.Carved())
 	return all
+}
+
+func TestCarveN(t *testing.T) {
+	t.Run("limited", func(t *testing.T) {
+		a := New(8, 12)
+		for _, want := range []struct {
+			n, first, k int
+		}{{5, 0, 5}, {1, 5, 1}, {4, 6, 4}, {5, 10, 2}} {
+			i, k, ok := a.CarveN(want.n)
+			require.True(t, ok, "CarveN(%d)", want.n)
+			require.Equal(t, []int{want.first, want.k}, []int{int(i), k}, "CarveN(%d): first block and count", want.n)
+		}
+		require.Equal(t, 12, a.Carved())
+		_, k, ok := a.CarveN(3)
+		assert.False(t, ok, "the arena is full")
+		assert.Equal(t, 0, k)
+		assert.Equal(t, 12, a.Carved(), "a failed CarveN consumes nothing")
+		checkBlocks(t, a, 12)
+	})
+	t.Run("unlimited", func(t *testing.T) {
+		a := New(4096, 0)
+		b0 := a.SlabBlocks(0)
+		i, k, ok := a.CarveN(b0 - 3)
+		require.True(t, ok)
+		require.Equal(t, []int{0, b0 - 3}, []int{int(i), k})
+		// The run stops where slab 0 ends rather than allocate slab 1.
+		i, k, ok = a.CarveN(10)
+		require.True(t, ok)
+		require.Equal(t, []int{b0 - 3, 3}, []int{int(i), k})
+		require.Equal(t, 1, a.Slabs(), "carving ahead allocates no slab")
+		// Now slab 0 is used up, so CarveN allocates slab 1.
+		i, k, ok = a.CarveN(10)
+		require.True(t, ok)
+		require.Equal(t, []int{b0, 10}, []int{int(i), k})
+		require.Equal(t, 2, a.Slabs())
+		require.Equal(t, b0+10, a.Carved())
+		checkBlocks(t, a, b0+10)
+	})
+	t.Run("n < 1", func(t *testing.T) {
+		a := New(8, 4)
+		for _, n := range []int{0, -1, math.MinInt} {
+			assert.PanicsWithValue(t, "slab: CarveN: n must be positive, got "+strconv.Itoa(n), func() { a.CarveN(n) })
+		}
+		assert.Equal(t, 0, a.Carved())
+	})
 }
 
 func TestConcurrentCarve(t *testing.T) {
