@@ -142,10 +142,27 @@ type BytesPool struct {
 
 	pipeWaiting atomic.Int32 // goroutines parked in pipe reads and writes
 
-	// hot[s] is shard s's hot block: the last single block freed into
-	// the shard, kept out of its rings with its reservation (see hot.go).
-	_   [cacheLineSize]byte
-	hot [maxShards]hotSlot
+	// local[s] is what shard s keeps beside its rings: its hot block and
+	// its stripe.
+	_     [cacheLineSize]byte
+	local [maxShards]shardLocal
+}
+
+// shardLocal is the state of one shard that its holders change as they
+// take and free blocks. A full line of padding follows it, and BytesPool
+// puts one before the first, so no two shards, and no shard and another
+// field, share a cache line wherever the pool starts (a heap object need
+// not start on a line).
+type shardLocal struct {
+	// hot is the shard's hot block (see hot.go): the last single block
+	// freed into the shard, kept out of its rings with its reservation;
+	// 0 when empty, else the block's index + 1 (block indices are below
+	// slab.MaxBlocks, so the sum fits).
+	hot atomic.Uint32
+	// stripe is the shard's stripe (see stripe.go): fresh blocks carved
+	// for the shard and not yet used.
+	stripe atomic.Uint64
+	_      [cacheLineSize]byte
 }
 
 // slabLists is the per-slab state of a pool.
@@ -288,7 +305,7 @@ type Stats struct {
 	BlockSize       int
 	BlocksTotal     int // capacity in blocks (0 when unlimited)
 	BlocksInUse     int // blocks held by Bytes and pipes, or reserved by a writer about to fill them or by the first writer in the wait queue; not the free blocks a shard keeps hot
-	BlocksAllocated int // blocks carved from the arena so far (memory touched = this × BlockSize)
+	BlocksAllocated int // blocks handed out at least once so far (memory touched = this × BlockSize)
 	Waiters         int // goroutines parked waiting for blocks or for pipe data or space
 
 	Waits    uint64        // reservations that had to wait for blocks, since the pool was made
@@ -302,11 +319,15 @@ func (p *BytesPool) Stats() Stats {
 	// slot between the two reads and count as free twice; a snapshot
 	// need not add up exactly, but it must not go below zero.
 	inUse := max(0, p.capacity-int(p.sema.Available())-p.hotBlocks())
+	// The stripes first: a block in a stripe was carved before, so
+	// this never goes below zero.
+	striped := p.stripedBlocks()
+	allocated := p.arena.Carved() - striped
 	return Stats{
 		BlockSize:       p.blockSize,
 		BlocksTotal:     p.total,
 		BlocksInUse:     inUse,
-		BlocksAllocated: p.arena.Carved(),
+		BlocksAllocated: allocated,
 		Waiters:         p.sema.Waiting() + int(p.pipeWaiting.Load()),
 		Waits:           waits,
 		WaitTime:        waitTime,
@@ -321,10 +342,16 @@ func (p *BytesPool) tooBig(n int) bool { return n > p.capacity }
 
 // getBlocks fills dst with free blocks for a holder whose home shard is
 // shard. The caller must have reserved them in p.sema, which guarantees
-// that that many blocks are free in the rings or still uncarved. Blocks
-// come from the home shard first, then from the others, each from the
-// newest slab's ring first, with one CAS per ring (see take); then from
-// the hot slots, and only then fresh from the arena.
+// that that many blocks are free in the rings, the hot slots, the stripes,
+// or still uncarved. Blocks come from the rings first: the home shard's,
+// then the others', each from the newest slab's ring first, with one CAS
+// per ring (see take). Then from the home shard's hot block, its stripe
+// and fresh stripes carved from the arena (see carve). Only once the arena
+// is used up do they come from the other shards' hot blocks and stripes,
+// so that a core does not take the block that another is about to reuse,
+// nor one beside the blocks that another core uses (see stripe.go). So
+// the memory touched exceeds the most ever held at once by at most one
+// block per other shard: their hot blocks.
 //
 // A ring's Pop may report empty while a Push that claimed an earlier slot
 // is still publishing (see package ring), or while another take holds the
@@ -358,16 +385,11 @@ func (p *BytesPool) getBlocks(dst []uint32, shard int) {
 				}
 			}
 		}
-		got += p.reuseHot(dst[got:], shard)
-		for ; got < len(dst); got++ {
-			i, ok := p.arena.Carve()
-			if !ok {
-				break
-			}
-			if k := p.arena.SlabOf(i); p.slabs[k].Load() == nil {
-				p.addSlab(k)
-			}
-			dst[got] = i
+		got += p.reuseHot(dst[got:], shard, false)
+		got += p.carve(dst[got:], shard)
+		got += p.reuseHot(dst[got:], shard, true)
+		for i := 1; i <= p.shardMask && got < len(dst); i++ {
+			got += p.takeStripe(dst[got:], (shard+i)&p.shardMask)
 		}
 		if got == len(dst) {
 			return
@@ -477,10 +499,10 @@ func (p *BytesPool) span(i uint32) (mem []byte, links []link) {
 // A blockRun is the n blocks from block first on.
 type blockRun struct{ first, n uint32 }
 
-// putRuns returns runs of blocks to their slabs' rings in the given shard,
-// wiping them first if the pool zeroes on free. The caller then releases
-// their reservations with p.sema.Release, after the push, so that a writer
-// granted those reservations finds the blocks.
+// putRuns returns runs of blocks to their slabs' rings in the given shard.
+// The caller wipes blocks that a holder used (see wipe) before, and after
+// the push releases their reservations with p.sema.Release, so that a
+// writer granted those reservations finds the blocks.
 //
 // Each run becomes one ring entry per 1<<runBits blocks, and the part of a
 // run that crosses into the next slab goes to that slab's ring; the
@@ -499,11 +521,6 @@ func (p *BytesPool) putRuns(runs []blockRun, shard int) {
 				sl = p.slabs[p.arena.SlabOf(r.first)].Load()
 			}
 			n := min(r.n, 1<<sl.runBits, sl.first+uint32(len(sl.links))-r.first)
-			if p.zero {
-				for i := range n {
-					clear(p.arena.Block(r.first + i))
-				}
-			}
 			es[m] = sl.entry(r.first, int(n))
 			if m++; m == len(es) {
 				pushAll(sl.rings[shard], es[:m])
@@ -580,10 +597,20 @@ func (p *BytesPool) freeBlock(i uint32, shard int) {
 	}
 }
 
+// wipe clears the blocks of r if the pool zeroes on free.
+func (p *BytesPool) wipe(r blockRun) {
+	if p.zero {
+		for i := range r.n {
+			clear(p.arena.Block(r.first + i))
+		}
+	}
+}
+
 // ringBlock gives one block back to its ring in the given shard, and its
 // reservation to the semaphore.
 func (p *BytesPool) ringBlock(i uint32, shard int) {
 	one := [1]blockRun{{first: i, n: 1}}
+	p.wipe(one[0])
 	p.putRuns(one[:], shard)
 	p.sema.Release(1, shard)
 }
@@ -631,6 +658,9 @@ func (f *freer) addList(l *blockList) {
 
 // flush pushes the runs queued so far.
 func (f *freer) flush() {
+	for _, r := range f.runs[:f.n] {
+		f.pool.wipe(r)
+	}
 	f.pool.putRuns(f.runs[:f.n], f.shard)
 	f.n = 0
 }

@@ -921,7 +921,7 @@ func TestPoolCollectedOnceUnreachable(t *testing.T) {
 // Zero on free
 
 func allBlocks(p *BytesPool, f func(blk []byte) bool) bool {
-	for i := range p.Stats().BlocksAllocated {
+	for i := range p.arena.Carved() {
 		if !f(p.arena.Block(uint32(i))) {
 			return false
 		}

@@ -226,17 +226,25 @@ func (w *stingyWriter) Bytes() []byte { return nonNil(w.buf.Bytes()) }
 var errTest = errors.New("test: injected failure")
 
 // requireAllFree checks, when nothing holds a block of p, that every block
-// carved from its arena sits in one of its free rings or hot slots, once:
-// no run was lost or queued twice. It empties the rings.
+// carved from its arena sits in one of its free rings, hot slots or
+// stripes, once: no run was lost or queued twice. It empties the rings.
 func requireAllFree(t testing.TB, p *BytesPool) {
 	t.Helper()
 	carved := p.arena.Carved()
 	seen := make([]bool, carved)
 	free := 0
 	for s := range p.shardMask + 1 {
-		if v := p.hot[s].v.Load(); v != 0 {
+		if v := p.local[s].hot.Load(); v != 0 {
 			i := v - 1
 			require.Less(t, int(i), carved, "a hot block that was never carved")
+			require.False(t, seen[i], "block %d is free twice", i)
+			seen[i] = true
+			free++
+		}
+		lo, hi := unstripe(p.local[s].stripe.Load())
+		for i := lo; i < hi; i++ {
+			require.Less(t, int(i), carved, "a block in a stripe that was never carved")
+			require.False(t, seen[i], "block %d is free twice", i)
 			seen[i] = true
 			free++
 		}

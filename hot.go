@@ -1,9 +1,6 @@
 package bytespool
 
-import (
-	"github.com/zjj/bytespool/internal/park"
-	"go.uber.org/atomic"
-)
+import "github.com/zjj/bytespool/internal/park"
 
 // This file keeps each shard's hot block: the last single block freed into
 // the shard, set aside from the rings together with its reservation, so
@@ -43,20 +40,10 @@ import (
 // step acts on a value it read earlier, so a slot that was emptied and
 // refilled in between cannot mislead it.
 
-// hotSlot is one shard's hot block: 0 when empty, else the block's index
-// + 1 (block indices are below slab.MaxBlocks, so the sum fits). A full
-// line of padding follows it, and BytesPool puts one before the first, so
-// no two slots, and no slot and another field, share a cache line wherever
-// the pool starts (a heap object need not start on a line).
-type hotSlot struct {
-	v atomic.Uint32
-	_ [cacheLineSize]byte
-}
-
 // takeHot takes the hot block of shard s, with its reservation, if there is
 // one and no writer is queued.
 func (p *BytesPool) takeHot(s int) (uint32, bool) {
-	h := &p.hot[s].v
+	h := &p.local[s].hot
 	if h.Load() == 0 || p.sema.Queued() { // the plain loads keep an empty slot's line shared
 		return noBlock, false
 	}
@@ -68,7 +55,7 @@ func (p *BytesPool) takeHot(s int) (uint32, bool) {
 // and reports whether the slot took it; if not, the caller still holds
 // both. With ZeroOnFree the block is wiped before anyone can take it.
 func (p *BytesPool) putHot(i uint32, s int) bool {
-	h := &p.hot[s].v
+	h := &p.local[s].hot
 	if h.Load() != 0 {
 		return false
 	}
@@ -87,20 +74,24 @@ func (p *BytesPool) putHot(i uint32, s int) bool {
 // drainHot gives the hot block of shard s, if any, back to the shard's ring
 // and its reservation to the semaphore.
 func (p *BytesPool) drainHot(s int) {
-	if v := p.hot[s].v.Swap(0); v != 0 {
+	if v := p.local[s].hot.Swap(0); v != 0 {
 		p.ringBlock(v-1, s)
 	}
 }
 
-// reuseHot fills dst with hot blocks, from shard s's on, and returns how
-// many it stored. It is for getBlocks, once the rings are empty: the
-// caller holds reservations for dst already, so the hot blocks' own go
-// back to the semaphore. Reusing them before carving fresh blocks keeps
-// the memory touched no larger than the most ever held at once.
-func (p *BytesPool) reuseHot(dst []uint32, s int) int {
+// reuseHot fills dst with hot blocks and returns how many it stored: the
+// hot block of shard home, or, with others set, those of the other shards.
+// It is for getBlocks, once the rings are empty: the caller, whose home
+// shard is home, holds reservations for dst already, so the hot blocks'
+// own go back to the semaphore.
+func (p *BytesPool) reuseHot(dst []uint32, home int, others bool) int {
+	first, last := home, home // the shards to look at, in the order of i
+	if others {
+		first, last = home+1, home+p.shardMask
+	}
 	n := 0
-	for i := 0; i <= p.shardMask && n < len(dst); i++ {
-		h := &p.hot[(s+i)&p.shardMask].v
+	for i := first; i <= last && n < len(dst); i++ {
+		h := &p.local[i&p.shardMask].hot
 		if h.Load() == 0 {
 			continue
 		}
@@ -110,7 +101,7 @@ func (p *BytesPool) reuseHot(dst []uint32, s int) int {
 		}
 	}
 	if n > 0 {
-		p.sema.Release(uint64(n), s)
+		p.sema.Release(uint64(n), home)
 	}
 	return n
 }
@@ -119,7 +110,7 @@ func (p *BytesPool) reuseHot(dst []uint32, s int) int {
 func (p *BytesPool) hotBlocks() int {
 	n := 0
 	for s := range p.shardMask + 1 {
-		if p.hot[s].v.Load() != 0 {
+		if p.local[s].hot.Load() != 0 {
 			n++
 		}
 	}

@@ -14,7 +14,7 @@ import (
 
 // hotBlock returns shard s's hot block, if it has one.
 func hotBlock(p *BytesPool, s int) (uint32, bool) {
-	v := p.hot[s].v.Load()
+	v := p.local[s].hot.Load()
 	return v - 1, v != 0
 }
 

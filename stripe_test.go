@@ -1,0 +1,193 @@
+package bytespool
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// twoShardPool is testPool with two shards, whatever GOMAXPROCS is.
+func twoShardPool(t *testing.T, maxMemory, blockSize int) *BytesPool {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	p := testPool(t, maxMemory, blockSize)
+	require.Equal(t, 1, p.shardMask)
+	return p
+}
+
+// onShard returns a new Bytes of p with home shard s, as if made on a P
+// whose shard is s (see TestNewShardPerP).
+func onShard(p *BytesPool, s int) *Bytes {
+	b := p.NewBytes(0)
+	b.st.c.shard = s
+	return b
+}
+
+// Each shard carves its fresh blocks from a stripe of its own, so two cores
+// that each reuse one block use blocks whose links are lines apart; and
+// Stats counts only the blocks handed out.
+func TestStripesKeepShardsApart(t *testing.T) {
+	const bs = 64
+	p := twoShardPool(t, 100*bs, bs)
+	a, b := onShard(p, 0), onShard(p, 1)
+	defer a.Free()
+	defer b.Free()
+
+	require.NoError(t, a.WriteByte('a'))
+	require.NoError(t, b.WriteByte('b'))
+	assert.Equal(t, uint32(0), a.st.c.head)
+	assert.Equal(t, uint32(stripeBlocks), b.st.c.head, "shard 1's first block starts a stripe of its own")
+	assert.Equal(t, 2*stripeBlocks, p.arena.Carved())
+	s := p.Stats()
+	assert.Equal(t, 2, s.BlocksAllocated, "the rest of the stripes is not allocated yet")
+	assert.Equal(t, 2, s.BlocksInUse)
+
+	// The next fresh block of each shard comes from its own stripe.
+	_, err := a.Write(fill(bs, 1))
+	require.NoError(t, err)
+	_, err = b.Write(fill(bs, 2))
+	require.NoError(t, err)
+	assert.Equal(t, uint32(1), a.st.c.tail)
+	assert.Equal(t, uint32(stripeBlocks+1), b.st.c.tail)
+	assert.Equal(t, 4, p.Stats().BlocksAllocated)
+	assert.Equal(t, append([]byte{'a'}, fill(bs, 1)...), readAll(t, a))
+	assert.Equal(t, append([]byte{'b'}, fill(bs, 2)...), readAll(t, b))
+}
+
+// A shard carves fresh blocks before it takes another shard's hot block,
+// which that shard's next write is about to reuse.
+func TestStripeBeforeOtherShardsHotBlock(t *testing.T) {
+	const bs = 64
+	p := twoShardPool(t, 100*bs, bs)
+	a := onShard(p, 0)
+	defer a.Free()
+	require.NoError(t, a.WriteByte('a'))
+	_, err := a.ReadByte()
+	require.NoError(t, err)
+	hot, ok := hotBlock(p, 0)
+	require.True(t, ok)
+
+	for _, n := range []int{1, 2 * bs} { // the one-block path and getBlocks
+		b := onShard(p, 1)
+		_, err = b.Write(fill(n, 3))
+		require.NoError(t, err)
+		assert.GreaterOrEqual(t, b.st.c.head, uint32(stripeBlocks), "a write of %d bytes on shard 1 took a block of shard 0's stripe", n)
+		got, ok := hotBlock(p, 0)
+		assert.True(t, ok && got == hot, "a write of %d bytes on shard 1 took shard 0's hot block", n)
+		assert.Equal(t, fill(n, 3), readAll(t, b))
+		b.Free()
+	}
+}
+
+// Once the arena is used up, a shard takes what it needs from another
+// shard's stripe and hot block rather than wait.
+func TestStripesOfOtherShardsOnceArenaIsUsedUp(t *testing.T) {
+	const bs = 64
+	p := twoShardPool(t, 4*bs, bs)
+	a, b := onShard(p, 0), onShard(p, 1)
+	defer a.Free()
+	defer b.Free()
+
+	require.NoError(t, a.WriteByte('a')) // block 0; shard 0's stripe is now blocks 1-3
+	within(t, "a write of the three blocks in shard 0's stripe", func() {
+		_, err := b.Write(fill(3*bs, 4))
+		require.NoError(t, err)
+	})
+	assert.Equal(t, 4, p.Stats().BlocksAllocated)
+	assert.Equal(t, fill(3*bs, 4), readAll(t, b)) // three blocks to shard 1's ring
+
+	_, err := a.ReadByte() // block 0 becomes shard 0's hot block
+	require.NoError(t, err)
+	within(t, "a write of every block of the pool", func() {
+		_, err := b.Write(fill(4*bs, 5))
+		require.NoError(t, err)
+	})
+	_, ok := hotBlock(p, 0)
+	assert.False(t, ok, "shard 0's hot block was used")
+	assert.Equal(t, 4, p.Stats().BlocksInUse)
+	assert.Equal(t, fill(4*bs, 5), readAll(t, b))
+}
+
+// A stripe carved while the shard already has one goes to the shard's
+// ring: its blocks are free, and none is lost.
+func TestKeepStripeWhenShardHasOne(t *testing.T) {
+	const bs = 64
+	p := onePoolShard(t, 100*bs, bs)
+	a := p.NewBytes(0)
+	defer a.Free()
+	require.NoError(t, a.WriteByte('a'))
+	lo, hi := unstripe(p.local[0].stripe.Load())
+	require.Equal(t, []uint32{1, stripeBlocks}, []uint32{lo, hi})
+
+	// As if another goroutine of the shard carved a stripe meanwhile.
+	first, k, ok := p.arena.CarveN(stripeBlocks)
+	require.True(t, ok)
+	p.keepStripe(first, first+uint32(k), 0)
+	lo, hi = unstripe(p.local[0].stripe.Load())
+	assert.Equal(t, []uint32{1, stripeBlocks}, []uint32{lo, hi}, "the stripe is kept")
+	assert.Equal(t, 1, p.Stats().BlocksInUse)
+
+	// The ring's blocks count as allocated, and come before the stripe.
+	assert.Equal(t, 1+k, p.Stats().BlocksAllocated)
+	b := p.NewBytes(0)
+	_, err := b.Write(fill(2*bs, 6))
+	require.NoError(t, err)
+	assert.Equal(t, first, b.st.c.head)
+	b.Free()
+	_, err = a.ReadByte()
+	require.NoError(t, err)
+	requireAllFree(t, p)
+}
+
+// Goroutines on two shards write, read and free blocks of fresh pools at
+// once, so that they race to carve stripes, take from them, and take
+// from each other's once the arena is used up. Every Bytes reads back
+// what it wrote, and in the end every carved block is free exactly once.
+func TestStripesConcurrent(t *testing.T) {
+	const (
+		bs      = 16
+		blocks  = 3*stripeBlocks + 5 // used up after three stripes and a bit
+		workers = 4
+	)
+	rounds := 200
+	if testing.Short() {
+		rounds = 20
+	}
+	for r := range rounds {
+		p := twoShardPool(t, blocks*bs, bs)
+		var wg sync.WaitGroup
+		for g := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rng := rand.New(rand.NewPCG(uint64(r), uint64(g)))
+				for op := range 20 {
+					b := onShard(p, g%2)
+					// At most 24 blocks each: 4 workers never need more
+					// than the pool, so no write waits.
+					want := fill(1+rng.IntN(24*bs), byte(op+g))
+					if _, err := b.Write(want); !assert.NoError(t, err) {
+						b.Free()
+						return
+					}
+					got := readAll(t, b)
+					b.Free()
+					if !assert.True(t, bytes.Equal(want, got), "round %d, worker %d, op %d: read back other bytes", r, g, op) {
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
+		s := p.Stats()
+		require.LessOrEqual(t, s.BlocksAllocated, blocks)
+		requireAllFree(t, p)
+	}
+}
