@@ -305,7 +305,7 @@ type Stats struct {
 	BlockSize       int
 	BlocksTotal     int // capacity in blocks (0 when unlimited)
 	BlocksInUse     int // blocks held by Bytes and pipes, or reserved by a writer about to fill them or by the first writer in the wait queue; not the free blocks a shard keeps hot
-	BlocksAllocated int // blocks handed out at least once so far (memory touched = this × BlockSize)
+	BlocksAllocated int // blocks carved so far: handed out at least once (memory touched = this × BlockSize)
 	Waiters         int // goroutines parked waiting for blocks or for pipe data or space
 
 	Waits    uint64        // reservations that had to wait for blocks, since the pool was made

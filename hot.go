@@ -20,8 +20,8 @@ import "github.com/zjj/bytespool/internal/park"
 //     semaphore, not as available. takeHot hands both to the taker, so a
 //     taker never calls TryAcquire for it, and drainHot gives both back.
 //     So the semaphore never promises a block that sits in a hot slot,
-//     and getBlocks' guarantee (reserved blocks are in the rings or still
-//     uncarved) stands.
+//     and getBlocks' guarantee (reserved blocks are in the rings, the
+//     stripes or still uncarved) stands.
 //   - A hot block never keeps a queued writer waiting. The semaphore's
 //     queue is not empty only while queued is set (see park.Sema), and
 //     putHot and enqueue order their atomics so that one of them always
