@@ -27,15 +27,24 @@ func onShard(p *BytesPool, s int) *Bytes {
 	return b
 }
 
+// twoShardBytes returns a two-shard pool of the given number of 64-byte
+// blocks and a Bytes on each shard, freed when the test ends.
+func twoShardBytes(t *testing.T, blocks int) (p *BytesPool, a, b *Bytes) {
+	p = twoShardPool(t, blocks*64, 64)
+	a, b = onShard(p, 0), onShard(p, 1)
+	t.Cleanup(func() {
+		a.Free()
+		b.Free()
+	})
+	return p, a, b
+}
+
 // Each shard carves its fresh blocks from a stripe of its own, so two cores
 // that each reuse one block use blocks whose links are lines apart; and
 // Stats counts only the blocks handed out.
 func TestStripesKeepShardsApart(t *testing.T) {
 	const bs = 64
-	p := twoShardPool(t, 100*bs, bs)
-	a, b := onShard(p, 0), onShard(p, 1)
-	defer a.Free()
-	defer b.Free()
+	p, a, b := twoShardBytes(t, 100)
 
 	require.NoError(t, a.WriteByte('a'))
 	require.NoError(t, b.WriteByte('b'))
@@ -87,10 +96,7 @@ func TestStripeBeforeOtherShardsHotBlock(t *testing.T) {
 // shard's stripe and hot block rather than wait.
 func TestStripesOfOtherShardsOnceArenaIsUsedUp(t *testing.T) {
 	const bs = 64
-	p := twoShardPool(t, 4*bs, bs)
-	a, b := onShard(p, 0), onShard(p, 1)
-	defer a.Free()
-	defer b.Free()
+	p, a, b := twoShardBytes(t, 4)
 
 	require.NoError(t, a.WriteByte('a')) // block 0; shard 0's stripe is now blocks 1-3
 	within(t, "a write of the three blocks in shard 0's stripe", func() {
