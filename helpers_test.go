@@ -241,7 +241,7 @@ func requireAllFree(t testing.TB, p *BytesPool) {
 			seen[i] = true
 			free++
 		}
-		lo, hi := unstripe(p.local[s].stripe.Load())
+		lo, hi := unpackStripe(p.local[s].stripe.Load())
 		for i := lo; i < hi; i++ {
 			require.Less(t, int(i), carved, "a block in a stripe that was never carved")
 			require.False(t, seen[i], "block %d is free twice", i)

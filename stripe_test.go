@@ -126,14 +126,14 @@ func TestKeepStripeWhenShardHasOne(t *testing.T) {
 	a := p.NewBytes(0)
 	defer a.Free()
 	require.NoError(t, a.WriteByte('a'))
-	lo, hi := unstripe(p.local[0].stripe.Load())
+	lo, hi := unpackStripe(p.local[0].stripe.Load())
 	require.Equal(t, []uint32{1, stripeBlocks}, []uint32{lo, hi})
 
 	// As if another goroutine of the shard carved a stripe meanwhile.
 	first, k, ok := p.arena.CarveN(stripeBlocks)
 	require.True(t, ok)
 	p.keepStripe(first, first+uint32(k), 0)
-	lo, hi = unstripe(p.local[0].stripe.Load())
+	lo, hi = unpackStripe(p.local[0].stripe.Load())
 	assert.Equal(t, []uint32{1, stripeBlocks}, []uint32{lo, hi}, "the stripe is kept")
 	assert.Equal(t, 1, p.Stats().BlocksInUse)
 
