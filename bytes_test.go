@@ -1723,9 +1723,12 @@ func TestWriteToOneWritePerRun(t *testing.T) {
 	assert.Equal(t, 1, calls)
 	assert.Equal(t, data, got)
 
-	// Two Bytes written in turn take every other block: one run each.
+	// Two Bytes of one shard written in turn take every other block: one
+	// run each. (On two shards, each would carve from a stripe of its own
+	// once b's freed blocks ran out, and so write runs.)
 	c := p.NewBytes(0)
 	defer c.Free()
+	c.st.c.shard = b.st.c.shard
 	for i := 0; i < len(data); i += bs {
 		for _, x := range []*Bytes{b, c} {
 			_, err := x.Write(data[i:min(i+bs, len(data))])

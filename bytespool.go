@@ -305,7 +305,7 @@ type Stats struct {
 	BlockSize       int
 	BlocksTotal     int // capacity in blocks (0 when unlimited)
 	BlocksInUse     int // blocks held by Bytes and pipes, or reserved by a writer about to fill them or by the first writer in the wait queue; not the free blocks a shard keeps hot
-	BlocksAllocated int // blocks carved so far: handed out at least once (memory touched = this × BlockSize)
+	BlocksAllocated int // blocks carved so far, less the fresh ones a shard keeps for its next writes (memory touched <= this × BlockSize)
 	Waiters         int // goroutines parked waiting for blocks or for pipe data or space
 
 	Waits    uint64        // reservations that had to wait for blocks, since the pool was made
@@ -346,12 +346,14 @@ func (p *BytesPool) tooBig(n int) bool { return n > p.capacity }
 // or still uncarved. Blocks come from the rings first: the home shard's,
 // then the others', each from the newest slab's ring first, with one CAS
 // per ring (see take). Then from the home shard's hot block, its stripe
-// and fresh stripes carved from the arena (see carve). Only once the arena
-// is used up do they come from the other shards' hot blocks and stripes,
-// so that a core does not take the block that another is about to reuse,
-// nor one beside the blocks that another core uses (see stripe.go). So
-// the memory touched exceeds the most ever held at once by at most one
-// block per other shard: their hot blocks.
+// and fresh stripes carved from the slabs allocated so far (see carve).
+// Only once those are used up do they come from the other shards' hot
+// blocks and stripes, so that a core does not take the block that another
+// is about to reuse, nor one beside the blocks that another core uses (see
+// stripe.go); and only once those are gone too does an unlimited arena
+// allocate a slab. So the memory touched exceeds the most ever held at
+// once by at most one block per other shard (their hot blocks), and a
+// slab is allocated only when no block is free.
 //
 // A ring's Pop may report empty while a Push that claimed an earlier slot
 // is still publishing (see package ring), or while another take holds the
@@ -386,11 +388,12 @@ func (p *BytesPool) getBlocks(dst []uint32, shard int) {
 			}
 		}
 		got += p.reuseHot(dst[got:], shard, false)
-		got += p.carve(dst[got:], shard)
+		got += p.carve(dst[got:], shard, false)
 		got += p.reuseHot(dst[got:], shard, true)
 		for i := 1; i <= p.shardMask && got < len(dst); i++ {
 			got += p.takeStripe(dst[got:], (shard+i)&p.shardMask)
 		}
+		got += p.carve(dst[got:], shard, true)
 		if got == len(dst) {
 			return
 		}
@@ -589,9 +592,11 @@ func pushAll(r *ring.Ring, es []uint32) {
 	}
 }
 
-// freeBlock gives one block of a Bytes back, with its reservation: as the
-// shard's hot block if that is empty, else as ringBlock does.
+// freeBlock gives one block of a Bytes back, with its reservation, wiped
+// if the pool zeroes on free: as the shard's hot block if that is empty,
+// else as ringBlock does.
 func (p *BytesPool) freeBlock(i uint32, shard int) {
+	p.wipe(blockRun{first: i, n: 1})
 	if !p.putHot(i, shard) {
 		p.ringBlock(i, shard)
 	}
@@ -606,11 +611,11 @@ func (p *BytesPool) wipe(r blockRun) {
 	}
 }
 
-// ringBlock gives one block back to its ring in the given shard, and its
-// reservation to the semaphore.
+// ringBlock gives one block, which the caller has wiped if it was written
+// (see wipe), back to its ring in the given shard, and its reservation to
+// the semaphore.
 func (p *BytesPool) ringBlock(i uint32, shard int) {
 	one := [1]blockRun{{first: i, n: 1}}
-	p.wipe(one[0])
 	p.putRuns(one[:], shard)
 	p.sema.Release(1, shard)
 }
@@ -666,10 +671,11 @@ func (f *freer) flush() {
 }
 
 // done returns what is left and releases the reservations of every block
-// added. With hot set, a lone block goes to the shard's hot slot if that
-// is empty.
+// added. With hot set, a lone block goes back as freeBlock gives it: to
+// the shard's hot slot if that is empty.
 func (f *freer) done() {
-	if f.hot && f.total == 1 && f.pool.putHot(f.runs[0].first, f.shard) { // runs[0] is the block: addRun flushes only a full runs
+	if f.hot && f.total == 1 { // runs[0] is the block: addRun flushes only a full runs
+		f.pool.freeBlock(f.runs[0].first, f.shard)
 		return
 	}
 	if f.n > 0 {

@@ -986,6 +986,29 @@ func TestZeroOnFree(t *testing.T) {
 	}
 }
 
+// A pipe's writer that filled a block it then cannot publish, because the
+// reader closed meanwhile, gives the block back wiped.
+func TestZeroOnFreePipeBlockNotPublished(t *testing.T) {
+	const bs = 64
+	p, err := New(Config{MaxMemory: 4 * bs, BlockSize: bs, ZeroOnFree: true})
+	require.NoError(t, err)
+	checkNoLeak(t, p)
+	pr, pw := p.NewPipe(0)
+	defer pw.Close()
+	n, err := pw.ReadFrom(readerFunc(func(q []byte) (int, error) {
+		for i := range q {
+			q[i] = 0xFF
+		}
+		require.NoError(t, pr.Close())
+		return len(q), nil
+	}))
+	require.ErrorIs(t, err, io.ErrClosedPipe)
+	assert.Equal(t, int64(0), n)
+	require.Equal(t, 1, p.Stats().BlocksAllocated)
+	require.Equal(t, 0, p.Stats().BlocksInUse)
+	assert.True(t, allBlocks(p, func(blk []byte) bool { return isAll(blk, 0) }), "the block was not wiped")
+}
+
 // Without ZeroOnFree a freed block keeps its old bytes, but a reader only
 // ever sees what was written to its own Bytes.
 func TestNoZeroOnFreeNeverShowsStaleData(t *testing.T) {

@@ -15,7 +15,8 @@ import "github.com/zjj/bytespool/internal/park"
 // The hot block is the one just freed, still in the core's cache.
 //
 // Invariants:
-//   - A block is in at most one place: a ring, a hot slot, or a holder.
+//   - A block is in at most one place: a ring, a hot slot, a stripe (see
+//     stripe.go), or a holder.
 //   - A hot block carries its reservation: it is counted as held in the
 //     semaphore, not as available. takeHot hands both to the taker, so a
 //     taker never calls TryAcquire for it, and drainHot gives both back.
@@ -53,16 +54,10 @@ func (p *BytesPool) takeHot(s int) (uint32, bool) {
 
 // putHot offers block i, with its reservation, as the hot block of shard s,
 // and reports whether the slot took it; if not, the caller still holds
-// both. With ZeroOnFree the block is wiped before anyone can take it.
+// both. The caller has wiped the block (see BytesPool.wipe).
 func (p *BytesPool) putHot(i uint32, s int) bool {
 	h := &p.local[s].hot
-	if h.Load() != 0 {
-		return false
-	}
-	if p.zero {
-		clear(p.arena.Block(i)) // a lost race below wipes it twice, harmlessly
-	}
-	if !h.CompareAndSwap(0, i+1) {
+	if h.Load() != 0 || !h.CompareAndSwap(0, i+1) {
 		return false
 	}
 	if p.sema.Queued() {

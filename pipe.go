@@ -463,12 +463,15 @@ func (pp *pipe) publish(pos uint64) bool {
 	return true
 }
 
-// giveBack returns the block the writer holds at wpos after writing
-// nothing into it: a fresh block at the start of its stream block goes to
+// giveBack returns the block the writer holds at wpos after publishing
+// nothing in it: a fresh block at the start of its stream block goes to
 // the pool; a block mid-way is the tail again, for the reader to free.
 func (pp *pipe) giveBack(blk uint32, fresh bool) {
 	if fresh && pp.wpos%pp.bs == 0 {
-		pp.pool.ringBlock(blk, pp.shard) // not freeBlock: pipes keep no hot blocks
+		// Not freeBlock: pipes keep no hot blocks. Bytes may have been
+		// copied into it, unpublished, so it is wiped all the same.
+		pp.pool.wipe(blockRun{first: blk, n: 1})
+		pp.pool.ringBlock(blk, pp.shard)
 		return
 	}
 	pp.setWritten(tailFree)

@@ -26,7 +26,9 @@ package bytespool
 //     only from a fresh CarveN, and blocks leave it only to be used, and
 //     are freed to the rings and hot slots, never to a stripe.
 //   - Stats counts a stripe's blocks as not yet allocated: no one has
-//     touched them, so BlocksAllocated stays the memory touched.
+//     touched them. The rest of a stripe that keepStripe sends to a ring
+//     does count, so BlocksAllocated can pass the blocks handed out, by
+//     less than a stripe each time two goroutines of a shard carve at once.
 //
 // No ABA: takeStripe moves a stripe's start forward with a CAS against the
 // value it loaded. That value can come back only if the stripe's blocks
@@ -68,12 +70,18 @@ func (p *BytesPool) takeStripe(dst []uint32, s int) int {
 
 // carve fills dst with blocks for a holder whose home shard is s: from
 // the shard's stripe, then from fresh stripes carved from the arena, whose
-// rest stays in the shard's stripe. It returns how many it stored, fewer
-// than len(dst) only when the arena is used up.
-func (p *BytesPool) carve(dst []uint32, s int) int {
+// rest stays in the shard's stripe. With grow set, an unlimited arena may
+// allocate a slab for them; without, they come from the slabs it has. It
+// returns how many it stored, fewer than len(dst) only when the arena (or
+// without grow, its slabs so far) is used up.
+func (p *BytesPool) carve(dst []uint32, s int, grow bool) int {
 	n := p.takeStripe(dst, s)
 	for n < len(dst) {
-		first, k, ok := p.arena.CarveN(max(stripeBlocks, len(dst)-n))
+		carveN := p.arena.TryCarveN
+		if grow {
+			carveN = p.arena.CarveN
+		}
+		first, k, ok := carveN(max(stripeBlocks, len(dst)-n))
 		if !ok {
 			break
 		}

@@ -11,12 +11,18 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// twoShardPool is testPool with two shards, whatever GOMAXPROCS is.
-func twoShardPool(t *testing.T, maxMemory, blockSize int) *BytesPool {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+// shardPool is testPool with the given number of shards (a power of two
+// up to maxShards), whatever GOMAXPROCS is.
+func shardPool(t *testing.T, shards, maxMemory, blockSize int) *BytesPool {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(shards))
 	p := testPool(t, maxMemory, blockSize)
-	require.Equal(t, 1, p.shardMask)
+	require.Equal(t, shards-1, p.shardMask)
 	return p
+}
+
+// twoShardPool is shardPool with two shards.
+func twoShardPool(t *testing.T, maxMemory, blockSize int) *BytesPool {
+	return shardPool(t, 2, maxMemory, blockSize)
 }
 
 // onShard returns a new Bytes of p with home shard s, as if made on a P
@@ -116,6 +122,35 @@ func TestStripesOfOtherShardsOnceArenaIsUsedUp(t *testing.T) {
 	assert.False(t, ok, "shard 0's hot block was used")
 	assert.Equal(t, 4, p.Stats().BlocksInUse)
 	assert.Equal(t, fill(4*bs, 5), readAll(t, b))
+}
+
+// An unlimited pool allocates a slab only when no block is free: not while
+// another shard's stripe holds fresh blocks of the slabs it has.
+func TestStripesAllocateNoSlabEarly(t *testing.T) {
+	t.Run("one block per shard", func(t *testing.T) {
+		p := shardPool(t, maxShards, 0, 4096)
+		for s := range maxShards {
+			b := onShard(p, s)
+			defer b.Free()
+			require.NoError(t, b.WriteByte('x'))
+		}
+		assert.Equal(t, 1, p.arena.Slabs(), "slab 0 holds %d blocks, and %d are held", p.arena.SlabBlocks(0), maxShards)
+		assert.Equal(t, maxShards, p.Stats().BlocksAllocated)
+	})
+	t.Run("the rest of a stripe", func(t *testing.T) {
+		const bs = 1 << 20 // one block in slab 0, two in slab 1
+		p := shardPool(t, 2, 0, bs)
+		a, b := onShard(p, 0), onShard(p, 1)
+		defer a.Free()
+		defer b.Free()
+		for _, x := range []*Bytes{a, b, a} {
+			_, err := x.Write(fill(bs, 7))
+			require.NoError(t, err)
+		}
+		// a's second block is the rest of b's stripe in slab 1.
+		assert.Equal(t, 2, p.arena.Slabs(), "three blocks held, and slabs 0 and 1 hold three")
+		assert.Equal(t, 3, p.Stats().BlocksAllocated)
+	})
 }
 
 // A stripe carved while the shard already has one goes to the shard's

@@ -70,8 +70,9 @@ type Arena struct {
 	_ [cacheLine]byte
 
 	// carved is the number of blocks handed out, which are exactly the
-	// indices [0, carved). Only Carve writes it, by CAS from n to n+1 while
-	// n < avail, so it never passes avail and never hands an index twice.
+	// indices [0, carved). Only carveN writes it, by CAS from n to n+m
+	// while n+m <= avail, so it never passes avail and never hands an
+	// index twice.
 	carved atomic.Uint64
 
 	// avail is the number of blocks in published slabs: capacity for a limited
@@ -158,24 +159,32 @@ func (a *Arena) Carve() (i uint32, ok bool) {
 // returns the first, i, and how many it carved, k >= 1, which are the
 // blocks [i, i+k). It carves fewer than n only where the slabs allocated so
 // far end: an unlimited arena allocates its next slab only for a CarveN
-// that finds no block left in the slabs it has, so carving ahead never
-// allocates memory early. It returns ok == false when the arena is full,
-// as Carve does. It panics if n < 1.
-func (a *Arena) CarveN(n int) (i uint32, k int, ok bool) {
+// that finds no block left in the slabs it has. It returns ok == false when
+// the arena is full, as Carve does. It panics if n < 1.
+func (a *Arena) CarveN(n int) (i uint32, k int, ok bool) { return a.carveN("CarveN", n, true) }
+
+// TryCarveN is CarveN without the growth: where CarveN would allocate a
+// slab, it returns ok == false. For a limited arena, whose one slab is
+// allocated by New, it is CarveN. It panics if n < 1.
+func (a *Arena) TryCarveN(n int) (i uint32, k int, ok bool) { return a.carveN("TryCarveN", n, false) }
+
+// carveN is CarveN, allocating a slab when it must only if grow is set;
+// name is the caller's, for the panic.
+func (a *Arena) carveN(name string, n int, grow bool) (i uint32, k int, ok bool) {
 	if n < 1 {
-		panic(fmt.Sprintf("slab: CarveN: n must be positive, got %d", n))
+		panic(fmt.Sprintf("slab: %s: n must be positive, got %d", name, n))
 	}
 	for {
 		c := a.carved.Load()
 		avail := a.avail.Load()
 		if c >= avail {
-			if !a.grow(c) {
+			if !grow || !a.grow(c) {
 				return 0, 0, false
 			}
 			continue
 		}
 		// Only move c forward to at most avail: carved never
-		// overshoots, so Carved is exact and a failed CarveN consumes
+		// overshoots, so Carved is exact and a failed carve consumes
 		// nothing.
 		m := min(uint64(n), avail-c)
 		if a.carved.CompareAndSwap(c, c+m) {

@@ -516,10 +516,34 @@ func TestCarveN(t *testing.T) {
 		require.Equal(t, b0+10, a.Carved())
 		checkBlocks(t, a, b0+10)
 	})
+	t.Run("TryCarveN", func(t *testing.T) {
+		a := New(4096, 0)
+		b0 := a.SlabBlocks(0)
+		_, _, ok := a.TryCarveN(5)
+		require.False(t, ok, "an unlimited arena with no slab yet")
+		require.Equal(t, 0, a.Slabs(), "TryCarveN allocates no slab")
+		_, _, ok = a.CarveN(3)
+		require.True(t, ok)
+		i, k, ok := a.TryCarveN(b0)
+		require.True(t, ok)
+		require.Equal(t, []int{3, b0 - 3}, []int{int(i), k}, "the rest of slab 0")
+		_, _, ok = a.TryCarveN(1)
+		require.False(t, ok, "slab 0 is carved up")
+		require.Equal(t, 1, a.Slabs())
+		require.Equal(t, b0, a.Carved(), "a failed TryCarveN consumes nothing")
+
+		l := New(8, 3) // limited: TryCarveN is CarveN
+		i, k, ok = l.TryCarveN(5)
+		require.True(t, ok)
+		require.Equal(t, []int{0, 3}, []int{int(i), k})
+		_, _, ok = l.TryCarveN(1)
+		require.False(t, ok)
+	})
 	t.Run("n < 1", func(t *testing.T) {
 		a := New(8, 4)
 		for _, n := range []int{0, -1, math.MinInt} {
 			assert.PanicsWithValue(t, "slab: CarveN: n must be positive, got "+strconv.Itoa(n), func() { a.CarveN(n) })
+			assert.PanicsWithValue(t, "slab: TryCarveN: n must be positive, got "+strconv.Itoa(n), func() { a.TryCarveN(n) })
 		}
 		assert.Equal(t, 0, a.Carved())
 	})
