@@ -387,13 +387,13 @@ func (p *BytesPool) getBlocks(dst []uint32, shard int) {
 				}
 			}
 		}
-		got += p.reuseHot(dst[got:], shard, false)
-		got += p.carve(dst[got:], shard, false)
-		got += p.reuseHot(dst[got:], shard, true)
+		got += p.reuseHot(dst[got:], shard, false) // the home shard's hot block
+		got += p.carve(dst[got:], shard, false)    // its stripe, fresh blocks of the slabs so far
+		got += p.reuseHot(dst[got:], shard, true)  // the other shards' hot blocks
 		for i := 1; i <= p.shardMask && got < len(dst); i++ {
-			got += p.takeStripe(dst[got:], (shard+i)&p.shardMask)
+			got += p.takeStripe(dst[got:], (shard+i)&p.shardMask) // and their stripes
 		}
-		got += p.carve(dst[got:], shard, true)
+		got += p.carve(dst[got:], shard, true) // a new slab, if the arena is unlimited
 		if got == len(dst) {
 			return
 		}
