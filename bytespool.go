@@ -353,7 +353,7 @@ func (p *BytesPool) tooBig(n int) bool { return n > p.capacity }
 // stripe.go); and only once those are gone too does an unlimited arena
 // allocate a slab. So the memory touched exceeds the most ever held at
 // once by at most one block per other shard (their hot blocks), and a
-// slab is allocated only when no block is free.
+// slab is allocated only when getBlocks finds no block free.
 //
 // A ring's Pop may report empty while a Push that claimed an earlier slot
 // is still publishing (see package ring), or while another take holds the

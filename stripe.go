@@ -23,8 +23,9 @@ package bytespool
 //     guarantee (reserved blocks are in the rings, the hot slots, the
 //     stripes or still uncarved) stands.
 //   - A block is in a stripe at most once in its life: a stripe is filled
-//     only from a fresh CarveN, and blocks leave it only to be used, and
-//     are freed to the rings and hot slots, never to a stripe.
+//     only with blocks just carved (CarveN, TryCarveN), and blocks leave
+//     it only to be used, and are freed to the rings and hot slots, never
+//     to a stripe.
 //   - Stats counts a stripe's blocks as not yet allocated: no one has
 //     touched them. The rest of a stripe that keepStripe sends to a ring
 //     does count, so BlocksAllocated can pass the blocks handed out, by
