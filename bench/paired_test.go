@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"testing"
 	"time"
@@ -8,21 +10,34 @@ import (
 
 // BenchmarkPaired measures two ops against each other op by op, so that a
 // change smaller than the noise between rounds of run.sh still shows. Each
-// iteration times a batch of op= ops and a batch of the vs= reference's
-// back to back, the two in turn going first, and the benchmark reports the
-// quartiles of the per-iteration ratio op/reference ("ratio-p25",
-// "ratio-p50", "ratio-p75"). A slowdown of the machine that lasts longer
-// than one pair (a millisecond for Stream2MiB) slows both sides of the
-// pair alike and cancels out of its ratio; in a round of run.sh the two
-// are measured a second or more apart. ns/op is the time of one pair.
+// iteration times the op= side and the vs= reference back to back, the two
+// in turn going first, and the benchmark reports the quartiles of the
+// per-iteration ratio op/reference ("ratio-p25", "ratio-p50",
+// "ratio-p75"). A slowdown of the machine that lasts longer than one pair
+// (a millisecond for Stream2MiB) slows both sides of the pair alike and
+// cancels out of its ratio; in a round of run.sh the two are measured a
+// second or more apart. ns/op is the time of one pair, setup included.
 //
-// For each of the two serial buffer targets it pairs bytespool, the bound
-// (see setupBound) and the unsynced bound (setupUnsynced) with the target's
-// reference, and then the bound with the unsynced bound and bytespool with
-// the bound. That splits bytespool's ratio into three factors: what a
-// buffer of 4 KiB blocks costs with no synchronization at all, what the
-// synchronization that the contract and design card require adds, and
-// what bytespool's own code adds on top.
+// The pairs, by workload:
+//   - Stream2MiB and Small1KiB, the two serial buffer targets: bytespool,
+//     the bound (see setupBound) and the unsynced bound (setupUnsynced)
+//     against the target's reference, then the bound against the unsynced
+//     bound and bytespool against the bound. That splits bytespool's ratio
+//     into three factors: what a buffer of 4 KiB blocks costs with no
+//     synchronization at all, what the synchronization that the contract
+//     and design card require adds, and what bytespool's own code adds.
+//   - Pipe64MiB: bytespool and the spsc reference (see setupPipeSPSC)
+//     against the floor, and bytespool against spsc: what moving bytes
+//     between two goroutines costs, and what bytespool's pipe adds to it.
+//   - GC: collections with 256 MiB held in bytespool, and with only what
+//     the reclaim contract costs any design (the addcleanup peer), against
+//     collections with nothing held; bytespool against addcleanup; and
+//     nothing against nothing, which shows the noise of the measurement
+//     itself. One side of a GC pair makes its data, collects once untimed,
+//     times gcPerPair collections, then releases the data and collects it
+//     untimed with debug.FreeOSMemory: otherwise the runtime would give the
+//     freed memory back to the OS in the background while the other side
+//     is timed.
 //
 // It has no peer= part, so bench/cmd/ratios leaves it out.
 func BenchmarkPaired(b *testing.B) {
@@ -49,39 +64,91 @@ func BenchmarkPaired(b *testing.B) {
 		{small, "bytespool", "bound"},
 	} {
 		w := pair.w
-		b.Run("workload="+w.name+"/op="+pair.op+"/vs="+pair.ref, func(b *testing.B) {
-			ops := [2]roundTrip{newPairedOp(b, pair.op, w.size), newPairedOp(b, pair.ref, w.size)}
+		b.Run(pairName(w.name, pair.op, pair.ref), func(b *testing.B) {
 			src, dst := payload(w.size, 0), make([]byte, w.size)
-			run := func(op roundTrip) time.Duration {
-				start := time.Now()
-				for range w.batch {
-					if err := op(src, dst, w.chunk); err != nil {
+			timed := func(op roundTrip) func() time.Duration {
+				return func() time.Duration {
+					start := time.Now()
+					for range w.batch {
+						if err := op(src, dst, w.chunk); err != nil {
+							b.Fatal(err)
+						}
+					}
+					return time.Since(start)
+				}
+			}
+			pairUp(b, timed(newPairedOp(b, pair.op, w.size)), timed(newPairedOp(b, pair.ref, w.size)))
+		})
+	}
+	for _, pair := range [][2]string{{"bytespool", "floor"}, {"spsc", "floor"}, {"bytespool", "spsc"}} {
+		b.Run(pairName("Pipe64MiB", pair[0], pair[1]), func(b *testing.B) {
+			src, dst := payload(pipeBound, 0), make([]byte, pipeBound)
+			timed := func(run pipeRun) func() time.Duration {
+				return func() time.Duration {
+					start := time.Now()
+					if _, err := run(src, dst, pipeTotal, pipeChunk); err != nil {
 						b.Fatal(err)
 					}
+					return time.Since(start)
 				}
-				return time.Since(start)
 			}
-			for _, op := range ops { // warm up outside the timer
-				run(op)
-			}
-			ratios := make([]float64, 0, b.N)
-			b.ResetTimer()
-			for i := range b.N {
-				var d [2]time.Duration
-				first := i % 2
-				d[first] = run(ops[first])
-				d[1-first] = run(ops[1-first])
-				ratios = append(ratios, float64(d[0])/float64(d[1]))
-			}
-			b.StopTimer()
-			slices.Sort(ratios)
-			for _, q := range []struct {
-				p    float64
-				unit string
-			}{{0.25, "ratio-p25"}, {0.50, "ratio-p50"}, {0.75, "ratio-p75"}} {
-				b.ReportMetric(percentile(ratios, q.p), q.unit)
-			}
+			pairUp(b, timed(newPairedPipe(b, pair[0])), timed(newPairedPipe(b, pair[1])))
 		})
+	}
+	for _, pair := range [][2]string{{"bytespool", "none"}, {"addcleanup", "none"}, {"bytespool", "addcleanup"}, {"none", "none"}} {
+		b.Run(pairName("GC", pair[0], pair[1]), func(b *testing.B) {
+			timed := func(peer gcPeer) func() time.Duration {
+				return func() time.Duration {
+					release := peer.hold(b)
+					runtime.GC()
+					start := time.Now()
+					for range gcPerPair {
+						runtime.GC()
+					}
+					d := time.Since(start)
+					release()
+					debug.FreeOSMemory()
+					return d
+				}
+			}
+			pairUp(b, timed(gcPeerNamed(b, pair[0])), timed(gcPeerNamed(b, pair[1])))
+		})
+	}
+}
+
+// gcPerPair is how many collections one side of a GC pair times: tens of
+// milliseconds, a fraction of what making the data takes.
+const gcPerPair = 100
+
+func pairName(workload, op, ref string) string {
+	return "workload=" + workload + "/op=" + op + "/vs=" + ref
+}
+
+// pairUp is the body of every pair of BenchmarkPaired: it runs op and ref
+// once each untimed, to warm up, then b.N pairs of them, and reports the
+// quartiles of op's time over ref's. op and ref time themselves, so that
+// each leaves out its own setup.
+func pairUp(b *testing.B, op, ref func() time.Duration) {
+	sides := [2]func() time.Duration{op, ref}
+	for _, side := range sides {
+		side()
+	}
+	ratios := make([]float64, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		var d [2]time.Duration
+		first := i % 2
+		d[first] = sides[first]()
+		d[1-first] = sides[1-first]()
+		ratios = append(ratios, float64(d[0])/float64(d[1]))
+	}
+	b.StopTimer()
+	slices.Sort(ratios)
+	for _, q := range []struct {
+		p    float64
+		unit string
+	}{{0.25, "ratio-p25"}, {0.50, "ratio-p50"}, {0.75, "ratio-p75"}} {
+		b.ReportMetric(percentile(ratios, q.p), q.unit)
 	}
 }
 
@@ -95,9 +162,28 @@ func newPairedOp(tb testing.TB, name string, size int) roundTrip {
 	case "unsynced":
 		return setupUnsynced(size)()
 	}
-	i := slices.IndexFunc(bufferPeers, func(p bufferPeer) bool { return p.name == name })
-	if i < 0 {
-		tb.Fatalf("no buffer peer %q", name)
+	return named(tb, bufferPeers, func(p bufferPeer) string { return p.name }, name).setup(size)()
+}
+
+// newPairedPipe returns an op of the named pipe peer, or of the spsc
+// reference (see setupPipeSPSC).
+func newPairedPipe(tb testing.TB, name string) pipeRun {
+	if name == "spsc" {
+		return setupPipeSPSC()
 	}
-	return bufferPeers[i].setup(size)()
+	return named(tb, pipePeers, func(p pipePeer) string { return p.name }, name).setup()
+}
+
+// gcPeerNamed returns the named GC peer.
+func gcPeerNamed(tb testing.TB, name string) gcPeer {
+	return named(tb, gcPeers, func(p gcPeer) string { return p.name }, name)
+}
+
+// named returns the peer of peers called name, failing tb if there is none.
+func named[P any](tb testing.TB, peers []P, nameOf func(P) string, name string) P {
+	i := slices.IndexFunc(peers, func(p P) bool { return nameOf(p) == name })
+	if i < 0 {
+		tb.Fatalf("no peer %q", name)
+	}
+	return peers[i]
 }

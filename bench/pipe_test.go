@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"runtime"
+	"sync/atomic"
 	"testing"
 
 	"github.com/djherbis/buffer"
@@ -162,6 +164,83 @@ func setupPipeFloor() pipeRun {
 	}
 }
 
+// setupPipeSPSC is the reference op=spsc of BenchmarkPaired, not a peer:
+// the least that any pipe between two goroutines does. It is a fixed 1 MiB
+// ring of chunk-sized slots with one single-producer single-consumer
+// position per side: per chunk, the producer waits for a free slot, copies
+// in and stores its position; the consumer waits for a full slot, copies
+// out and stores its position. It waits by spinning (yielding after a
+// while), never parks, takes no memory from a pool and has no turns, no
+// close and no error paths: it assumes one writer, one reader, and chunks
+// that divide the ring and total. Against the floor it shows what moving
+// the bytes between two cores costs; bytespool against it, what bytespool's
+// pipe adds.
+func setupPipeSPSC() pipeRun {
+	r := &spscRing{buf: make([]byte, pipeBound)}
+	return func(src, dst []byte, total, chunk int) (int64, error) {
+		n := uint64(total / chunk)
+		first := r.written.Load() // the previous op read every chunk it wrote
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := first; i < first+n; i++ {
+				o := int((i - first) * uint64(chunk) % uint64(len(src)))
+				copy(r.slot(i, chunk), src[o:o+chunk])
+				r.written.Store(i + 1)
+			}
+		}()
+		o := 0
+		for i := first; i < first+n; i++ {
+			r.awaitWritten(i)
+			copy(dst[o:o+chunk], r.slot(i, chunk))
+			r.read.Store(i + 1)
+			if o += chunk; o == len(dst) {
+				o = 0
+			}
+		}
+		<-done
+		return int64(total), nil
+	}
+}
+
+// spscRing is the ring of setupPipeSPSC. Chunk i lives in slot i mod the
+// number of slots; written and read count the chunks each side is done
+// with, and sit on cache lines of their own.
+type spscRing struct {
+	buf     []byte
+	_       [64]byte
+	written atomic.Uint64
+	_       [64]byte
+	read    atomic.Uint64
+	_       [64]byte
+}
+
+// slot returns the bytes of chunk i, once the producer may write them:
+// when the consumer is done with the chunk a lap before.
+func (r *spscRing) slot(i uint64, chunk int) []byte {
+	slots := uint64(len(r.buf) / chunk)
+	for spins := 0; i-r.read.Load() >= slots; spins++ {
+		spinOrYield(spins)
+	}
+	s := int(i%slots) * chunk
+	return r.buf[s : s+chunk]
+}
+
+// awaitWritten waits until the producer has written chunk i.
+func (r *spscRing) awaitWritten(i uint64) {
+	for spins := 0; r.written.Load() <= i; spins++ {
+		spinOrYield(spins)
+	}
+}
+
+// spinOrYield lets a spinning goroutine give up its P now and then, so a
+// wait never starves the goroutine it waits for.
+func spinOrYield(spins int) {
+	if spins%64 == 63 {
+		runtime.Gosched()
+	}
+}
+
 // BenchmarkPipe64MiB: a producer goroutine writes 64 MiB into a pipe in
 // 4 KiB writes while the benchmark goroutine reads 4 KiB at a time; the
 // pipe buffers at most 1 MiB. One op is the whole 64 MiB.
@@ -187,12 +266,13 @@ func BenchmarkPipe64MiB(b *testing.B) {
 	}
 }
 
-// TestPipes checks that every pipe peer delivers exactly what was written,
-// in order, with more data than the pipe can buffer.
+// TestPipes checks that every pipe peer, and the spsc reference, delivers
+// exactly what was written, in order, with more data than the pipe can
+// buffer.
 func TestPipes(t *testing.T) {
 	const total = 4 * pipeBound
 	src := payload(total, 3)
-	for _, peer := range pipePeers {
+	for _, peer := range append(pipePeers, pipePeer{"spsc", setupPipeSPSC}) {
 		t.Run(peer.name, func(t *testing.T) {
 			run := peer.setup()
 			for round := range 2 {
