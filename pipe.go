@@ -79,8 +79,8 @@ type pipe struct {
 	// read these on every call, so nothing that either side writes on
 	// every call shares their cache line.
 	pool   *BytesPool
-	shard  int                      // the writer's shard in the pool: it takes blocks there first
-	rshard int                      // the reader's shard: it frees blocks there
+	shard  int                      // the writer's shard in the pool: it reserves blocks there
+	rshard int                      // the reader's shard: the reader frees blocks there, and the writer takes them from there first
 	bs     uint64                   // the pool's block size
 	max    uint64                   // maxBuffered; 0 = bounded by the pool only
 	slots  atomic.Pointer[[]uint32] // the block of stream block k is (*slots)[k&(len-1)]
@@ -177,7 +177,8 @@ func (p *BytesPool) NewPipe(maxBuffered int) (*PipeReader, *PipeWriter) {
 	// shard's count, and the writer, whenever its shard runs dry, takes
 	// half the reader's in one go (see park.Sema.TryAcquire), instead of
 	// both sides moving one cache line between the cores for every
-	// block. The reader's shard has the higher index: Stats sums the
+	// block. The blocks themselves the writer takes from the reader's
+	// shard's rings first (see blockAt). The reader's shard has the higher index: Stats sums the
 	// shards in index order, so a block that the writer takes and the
 	// reader frees while Stats reads is never counted as in use twice.
 	pp.shard = p.newShard()
@@ -374,7 +375,12 @@ func (pp *pipe) blockAt(ctx context.Context, want int) (blk uint32, fresh bool, 
 		}
 	}
 	pp.reserved--
-	blk = pp.pool.getBlock(pp.shard)
+	// From the reader's shard's rings first, where the reader frees the
+	// pipe's blocks: the pipe reuses its own blocks, and leaves the
+	// writer's shard's to the Bytes of the writer's core. Looking in
+	// the writer's shard first, whose rings a pipe alone on its shards
+	// keeps empty, cost Pipe64MiB 8.5% (paired against spsc, n=16).
+	blk = pp.pool.getBlock(pp.rshard)
 	*blockSlot(pp.slotsFor(k), k) = blk
 	return blk, true, nil
 }
@@ -465,13 +471,14 @@ func (pp *pipe) publish(pos uint64) bool {
 
 // giveBack returns the block the writer holds at wpos after publishing
 // nothing in it: a fresh block at the start of its stream block goes to
-// the pool; a block mid-way is the tail again, for the reader to free.
+// the pool, to the ring where the writer looks first; a block mid-way is
+// the tail again, for the reader to free.
 func (pp *pipe) giveBack(blk uint32, fresh bool) {
 	if fresh && pp.wpos%pp.bs == 0 {
 		// Not freeBlock: pipes keep no hot blocks. Bytes may have been
 		// copied into it, unpublished, so it is wiped all the same.
 		pp.pool.wipe(blockRun{first: blk, n: 1})
-		pp.pool.ringBlock(blk, pp.shard)
+		pp.pool.ringBlock(blk, pp.rshard)
 		return
 	}
 	pp.setWritten(tailFree)

@@ -1622,6 +1622,36 @@ func TestPipeSlotsFromBound(t *testing.T) {
 	})
 }
 
+// A pipe's writer takes the blocks its reader freed before the free blocks
+// of its own shard: the pipe reuses its own blocks, and leaves the
+// writer's shard's to the Bytes of the writer's core.
+func TestPipeWriterReusesReadersBlocks(t *testing.T) {
+	const bs = 64
+	p := twoShardPool(t, 8*bs, bs)
+	r, w := p.NewPipe(0)
+	require.Equal(t, 0, w.p.shard, "the writer's shard")
+	require.Equal(t, 1, w.p.rshard, "the reader's shard")
+	// Two free blocks in the ring of the writer's shard.
+	b := onShard(p, 0)
+	writeAll(t, b, fill(2*bs, 1))
+	b.Free()
+
+	block := func(k uint64) uint32 { return *blockSlot(*w.p.slots.Load(), k) }
+	buf := make([]byte, bs)
+	_, err := w.Write(fill(bs, 2))
+	require.NoError(t, err)
+	first := block(0) // from the writer's shard: the reader's has none yet
+	_, err = io.ReadFull(r, buf)
+	require.NoError(t, err)
+	_, err = w.Write(fill(bs, 3))
+	require.NoError(t, err)
+	assert.Equal(t, first, block(1), "the block the reader freed, not the other one in the writer's shard")
+	_, err = io.ReadFull(r, buf)
+	require.NoError(t, err)
+	assert.Equal(t, fill(bs, 3), buf)
+	pipeCheckNoLeak(t, p, r, w)
+}
+
 func TestPipeNegativeMaxBufferedPanics(t *testing.T) {
 	pool := testPool(t, 1<<20, 4096)
 	var msg string
