@@ -178,9 +178,10 @@ func (p *BytesPool) NewPipe(maxBuffered int) (*PipeReader, *PipeWriter) {
 	// half the reader's in one go (see park.Sema.TryAcquire), instead of
 	// both sides moving one cache line between the cores for every
 	// block. The blocks themselves the writer takes from the reader's
-	// shard's rings first (see blockAt). The reader's shard has the higher index: Stats sums the
-	// shards in index order, so a block that the writer takes and the
-	// reader frees while Stats reads is never counted as in use twice.
+	// shard's rings first (see blockAt). The reader's shard has the
+	// higher index: Stats sums the shards in index order, so a block that
+	// the writer takes and the reader frees while Stats reads is never
+	// counted as in use twice.
 	pp.shard = p.newShard()
 	if pp.shard == p.shardMask && pp.shard > 0 {
 		pp.shard--
@@ -379,7 +380,10 @@ func (pp *pipe) blockAt(ctx context.Context, want int) (blk uint32, fresh bool, 
 	// pipe's blocks: the pipe cycles through its own blocks, and leaves
 	// the writer's shard's to the Bytes of the writer's core. Looking in
 	// the writer's shard first made Pipe64MiB 10-11% slower (A/B of
-	// prebuilt binaries, n=8, p=0.010).
+	// prebuilt binaries, n=8, p=0.010). Once the rings are empty the
+	// writer likewise takes the reader's shard's hot block and stripe
+	// before other shards' (see getBlocks), which only a pool that has
+	// not yet carved every block it holds at once gets to.
 	blk = pp.pool.getBlock(pp.rshard)
 	*blockSlot(pp.slotsFor(k), k) = blk
 	return blk, true, nil
