@@ -382,8 +382,8 @@ func (pp *pipe) blockAt(ctx context.Context, want int) (blk uint32, fresh bool, 
 	// the writer's shard first made Pipe64MiB 10-11% slower (A/B of
 	// prebuilt binaries, n=8, p=0.010). Once the rings are empty the
 	// writer likewise takes the reader's shard's hot block and stripe
-	// before other shards' (see getBlocks), which only a pool that has
-	// not yet carved every block it holds at once gets to.
+	// before other shards' (see getBlocks): in practice, only while the
+	// pool warms up.
 	blk = pp.pool.getBlock(pp.rshard)
 	*blockSlot(pp.slotsFor(k), k) = blk
 	return blk, true, nil
