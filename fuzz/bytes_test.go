@@ -1,10 +1,7 @@
 package fuzz
 
 import (
-	"bytes"
 	"fmt"
-	"os"
-	"strings"
 	"testing"
 
 	"github.com/zjj/bytespool"
@@ -101,22 +98,7 @@ func runBytesOps(t *testing.T, data []byte) {
 	}
 	b := p.NewBytes(maxLen)
 	m := newBytesModel(bs, capBlocks, maxLen)
-
-	trace := []string{fmt.Sprintf("pool: BlockSize %d, MaxMemory %d (%d blocks), NewBytes(%d)", bs, maxMemory, capBlocks, maxLen)}
-	fail := func(format string, args ...any) {
-		t.Helper()
-		t.Fatalf("%s\nscript so far:\n  %s", fmt.Sprintf(format, args...), strings.Join(trace, "\n  "))
-	}
-	note := func(format string, args ...any) {
-		trace[len(trace)-1] += " = " + fmt.Sprintf(format, args...)
-	}
-	checkN := func(what string, gotN int64, gotErr error, wantN int64, wantErr error) {
-		t.Helper()
-		note("%d, %v", gotN, gotErr)
-		if gotN != wantN || !sameErr(gotErr, wantErr) {
-			fail("%s = %d, %v; want %d, %v", what, gotN, gotErr, wantN, wantErr)
-		}
-	}
+	s := newScript(t, fmt.Sprintf("pool: BlockSize %d, MaxMemory %d (%d blocks), NewBytes(%d)", bs, maxMemory, capBlocks, maxLen))
 
 	for i := 0; in.ops > 0; i++ {
 		o := in.next()
@@ -138,96 +120,57 @@ func runBytesOps(t *testing.T, data []byte) {
 				name = "WriteString"
 				got, err = b.WriteString(string(src))
 			}
-			trace = append(trace, fmt.Sprintf("%s(%d bytes)", name, n))
+			s.op("%s(%d bytes)", name, n)
 			want, werr := m.Write(src)
-			checkN(name, int64(got), err, int64(want), werr)
+			s.check(name, int64(got), err, int64(want), werr)
 		case bopWriteByte:
 			c := byte(seed)
-			trace = append(trace, fmt.Sprintf("WriteByte(%#x)", c))
+			s.op("WriteByte(%#x)", c)
 			err := b.WriteByte(c)
-			note("%v", err)
+			s.note(" = %v", err)
 			_, werr := m.Write([]byte{c})
 			if !sameErr(err, werr) {
-				fail("WriteByte = %v; want %v", err, werr)
+				s.fail("WriteByte = %v; want %v", err, werr)
 			}
 		case bopRead:
-			trace = append(trace, fmt.Sprintf("Read(%d)", n))
-			buf := make([]byte, n)
-			got, err := b.Read(buf)
-			want, werr := m.Read(n)
-			checkN("Read", int64(got), err, int64(len(want)), werr)
-			if !bytes.Equal(buf[:got], want) {
-				fail("Read returned %x; want %x", buf[:got], want)
-			}
+			s.read("", b, m, n)
 		case bopReadByte:
-			trace = append(trace, "ReadByte()")
-			got, err := b.ReadByte()
-			note("%#x, %v", got, err)
-			want, werr := m.ReadByte()
-			if got != want || !sameErr(err, werr) {
-				fail("ReadByte = %#x, %v; want %#x, %v", got, err, want, werr)
-			}
+			s.readByte("", b, m)
 		case bopReadFrom:
-			src := pattern(seed, n)
-			trace = append(trace, fmt.Sprintf("ReadFrom(bytes.Reader of %d bytes)", n))
-			r := bytes.NewReader(src)
-			got, err := b.ReadFrom(r)
-			want, left, werr := m.ReadFrom(src)
-			checkN("ReadFrom", got, err, want, werr)
-			if r.Len() != left {
-				fail("ReadFrom left %d bytes of its source unread; want %d", r.Len(), left)
-			}
+			s.readFrom("", b, m, pattern(seed, n))
 		case bopWriteTo:
-			trace = append(trace, "WriteTo(bytes.Buffer)")
-			var buf bytes.Buffer
-			got, err := b.WriteTo(&buf)
-			want, werr := m.WriteTo()
-			checkN("WriteTo", got, err, int64(len(want)), werr)
-			if !bytes.Equal(buf.Bytes(), want) {
-				fail("WriteTo wrote %x; want %x", buf.Bytes(), want)
-			}
+			s.writeTo("", b, m)
 		case bopReset:
-			trace = append(trace, "Reset()")
+			s.op("Reset()")
 			b.Reset()
 			m.Reset()
 		case bopLen:
-			trace = append(trace, "Len()")
+			s.op("Len()")
 			got, want := b.Len(), m.Len()
-			note("%d", got)
+			s.note(" = %d", got)
 			if got != want {
-				fail("Len = %d; want %d", got, want)
+				s.fail("Len = %d; want %d", got, want)
 			}
 		default:
-			trace = append(trace, "Close()")
+			s.op("Close()")
 			err := b.Close()
-			note("%v", err)
+			s.note(" = %v", err)
 			if werr := m.Close(); !sameErr(err, werr) {
-				fail("Close = %v; want %v", err, werr)
+				s.fail("Close = %v; want %v", err, werr)
 			}
 		}
-		if got, want := b.Len(), m.Len(); got != want {
-			fail("after the last op: Len = %d; want %d", got, want)
-		}
+		s.checkLen("", b, m)
 		if got, want := p.Stats().BlocksInUse, m.Blocks(); got != want {
-			fail("after the last op: Stats().BlocksInUse = %d; want %d (blocks %v)", got, want, m.blocks)
+			s.fail("after the last op: Stats().BlocksInUse = %d; want %d (blocks %v)", got, want, m.blocks)
 		}
-		trace[len(trace)-1] += fmt.Sprintf("  [len %d, blocks %v]", m.Len(), m.blocks)
+		s.note("  [len %d, blocks %v]", m.Len(), m.blocks)
 	}
-	if os.Getenv("BYTESPOOL_FUZZ_TRACE") != "" {
-		t.Logf("script:\n  %s", strings.Join(trace, "\n  "))
-	}
+	s.log()
 
 	// Whatever is left reads back intact, then Free returns everything.
-	if !m.closed {
-		var buf bytes.Buffer
-		got, err := b.WriteTo(&buf)
-		want, _ := m.WriteTo()
-		if err != nil || !bytes.Equal(buf.Bytes(), want) {
-			fail("final WriteTo = %d, %v, data %x; want %d, nil, data %x", got, err, buf.Bytes(), len(want), want)
-		}
-	}
+	s.drain("", b, m)
 	b.Free()
 	if st := p.Stats(); st.BlocksInUse != 0 || st.Waiters != 0 {
-		fail("after Free: Stats %+v; want BlocksInUse 0, Waiters 0", st)
+		s.fail("after Free: Stats %+v; want BlocksInUse 0, Waiters 0", st)
 	}
 }

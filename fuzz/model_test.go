@@ -193,6 +193,29 @@ func (m *bytesModel) WriteTo() ([]byte, error) {
 	return out, nil
 }
 
+// HandTo is WriteTo into dst, a Bytes of the same pool, which takes the
+// blocks over whole (or, for dst == m, gives them back): all or nothing,
+// within dst's maxLen. dst's last block keeps whatever room it had, in the
+// middle of the list, and writes go to the room of the new last block.
+func (m *bytesModel) HandTo(dst *bytesModel) (int64, error) {
+	n := len(m.data)
+	switch {
+	case m.closed:
+		return 0, bytespool.ErrClosed
+	case n == 0, dst == m:
+		return int64(n), nil
+	case dst.closed:
+		return 0, bytespool.ErrClosed
+	case dst.maxLen > 0 && len(dst.data)+n > dst.maxLen:
+		return 0, bytespool.ErrBytesCapacityTooSmall
+	}
+	dst.data = append(dst.data, m.data...)
+	dst.blocks = append(dst.blocks, m.blocks...)
+	m.data, m.blocks = nil, nil
+	dst.check()
+	return int64(n), nil
+}
+
 func (m *bytesModel) Reset() {
 	if !m.closed {
 		m.data, m.blocks = nil, nil

@@ -137,6 +137,7 @@ func TestSeedCorpus(t *testing.T) {
 func allSeeds() map[string][]seed {
 	return map[string][]seed{
 		"FuzzBytesOps":      bytesOpsSeeds,
+		"FuzzHandOver":      handOverSeeds,
 		"FuzzInterleavings": interleaveSeeds,
 		"FuzzPipe":          pipeSeeds,
 		"FuzzRing":          ringSeeds,
