@@ -69,6 +69,8 @@ type state struct {
 	turnFree  park.Event
 
 	id uint64 // orders the locks of two states (see handTo)
+
+	uses uint32 // how many times NewBytes has issued this header: every shardRecheck-th time it looks at the P's shard (see pShard)
 }
 
 // lastStateID is the id of the last state made.
@@ -103,6 +105,9 @@ func (p *BytesPool) NewBytes(maxLen int) *Bytes {
 	st.c.pool = p
 	st.maxLen = maxLen
 	st.closed = false
+	if st.uses++; st.uses%shardRecheck == 0 {
+		st.c.shard = p.pShard(st.c.shard)
+	}
 	return b
 }
 

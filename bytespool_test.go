@@ -1235,6 +1235,79 @@ func TestNewShardPerP(t *testing.T) {
 	assert.Equal(t, second, newHeaderShard())
 }
 
+// A P that keeps reissuing its headers keeps its token through garbage
+// collections, so the next header it makes gets the same shard rather than
+// the next one in turn; a header reissued on a P whose shard differs takes
+// the P's shard within shardRecheck issues; and a P whose token is gone gets
+// one back naming the shard of the header it reissues.
+func TestShardTokenKeptByReissues(t *testing.T) {
+	if raceEnabled {
+		t.Skip("under -race sync.Pool drops items at random, tokens too")
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	p := testPool(t, 64*16, 16)
+	require.Equal(t, 3, p.shardMask)
+	runtime.GOMAXPROCS(1) // one P, so that every call below runs on it
+
+	// issue reissues the P's free header until it has served n issues
+	// in all, and returns it, free.
+	issue := func(n uint32) *Bytes {
+		for {
+			b := p.NewBytes(0)
+			b.Free()
+			if b.st.uses >= n {
+				return b
+			}
+		}
+	}
+	// newHeaderShard returns the shard of a new header, holding the free
+	// ones that NewBytes reissues on the way.
+	newHeaderShard := func() int {
+		var held []*Bytes
+		defer func() {
+			for _, b := range held {
+				b.Free()
+			}
+		}()
+		for {
+			b := p.NewBytes(0)
+			held = append(held, b)
+			if b.st.uses == 1 {
+				return b.st.c.shard
+			}
+		}
+	}
+
+	b := issue(1)
+	first := b.st.c.shard
+	draws := p.nextShard.Load()
+	for k := uint32(1); k <= 3; k++ {
+		issue(k * shardRecheck)
+		runtime.GC() // sync.Pool drops what nobody took since the one before
+	}
+	assert.Equal(t, first, newHeaderShard(), "a header made after three collections")
+	assert.Equal(t, draws, p.nextShard.Load(), "no shard drawn in turn")
+
+	// A header from another shard takes the P's at its next recheck.
+	other := (first + 1) & p.shardMask
+	b = issue(0)
+	b.st.c.shard = other
+	next := (b.st.uses/shardRecheck + 1) * shardRecheck
+	issue(next - 1)
+	require.Equal(t, other, b.st.c.shard, "before the recheck")
+	issue(next)
+	assert.Equal(t, first, b.st.c.shard, "at the recheck")
+
+	// With its token gone, the P gets one naming the reissued header's
+	// shard.
+	p.shardTokens = new(sync.Pool)
+	b.st.c.shard = other
+	issue(next + shardRecheck)
+	assert.Equal(t, other, b.st.c.shard)
+	assert.Equal(t, other, newHeaderShard(), "the token the recheck made")
+	assert.Equal(t, draws, p.nextShard.Load(), "no shard drawn in turn")
+}
+
 // ---------------------------------------------------------------------------
 // Free runs
 
