@@ -70,7 +70,7 @@ type state struct {
 
 	id uint64 // orders the locks of two states (see handTo)
 
-	uses uint32 // how many times NewBytes has issued this header: every shardRecheck-th time it looks at the P's shard (see pShard)
+	uses uint32 // how many times NewBytes has issued this header (see shardRecheck)
 }
 
 // lastStateID is the id of the last state made.
@@ -106,7 +106,7 @@ func (p *BytesPool) NewBytes(maxLen int) *Bytes {
 	st.maxLen = maxLen
 	st.closed = false
 	if st.uses++; st.uses%shardRecheck == 0 {
-		st.c.shard = p.pShard(st.c.shard)
+		st.c.shard = p.newShard() // the P's shard, which the header may have left (see shardRecheck)
 	}
 	return b
 }

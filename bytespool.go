@@ -435,9 +435,9 @@ const maxShards = 8
 // own item first and never takes another P's private item, and the token
 // goes back at once, so it stays with its P. A sync.Pool drops an item that
 // nobody took through two garbage collections, so NewBytes looks at the
-// token now and then (see pShard), which keeps it; a P that makes no Bytes
-// for that long may draw a new one. (Under the race detector sync.Pool
-// also drops items at random.)
+// token now and then (see shardRecheck), which keeps it; a P that makes no
+// Bytes for that long may draw a new one. (Under the race detector
+// sync.Pool also drops items at random.)
 //
 // Why per P and not simply in turn: headers then travel with the per-P
 // header pool, so a P's headers share its shard. Taken in turn, the headers
@@ -460,33 +460,17 @@ func (p *BytesPool) newShard() int {
 // A shardToken names the home shard of a P's new headers (see newShard).
 type shardToken struct{ shard int }
 
-// pShard returns the shard of the calling P's token, and puts the token
-// back, which keeps it alive through the next two garbage collections. A
-// P without a token (it made no header, and reissued fewer than
-// shardRecheck, since two collections ago) gets one naming s, the shard
-// of a header from its own header pool.
-//
-// NewBytes calls it every shardRecheck times it reissues a header, so a
-// busy P keeps its token, and so its shard, for good, and a header that
-// moved to another P's pool (with a goroutine that moved) takes that P's
-// shard. Tokens used to be looked at only when a header was made: a P
-// that kept reissuing its headers lost its token two collections later,
-// the next header it made drew the next shard in turn, and two busy Ps
-// then often shared a shard. In a scratch run of two goroutines, each
-// making, writing, reading and freeing a Bytes, with a collection every
-// 200,000 ops, they shared one in 20-70% of their ops.
-func (p *BytesPool) pShard(s int) int {
-	t, _ := p.shardTokens.Get().(*shardToken)
-	if t == nil {
-		t = &shardToken{shard: s}
-	}
-	p.shardTokens.Put(t)
-	return t.shard
-}
-
 // shardRecheck is how many times NewBytes reissues a header between two
-// calls to pShard for it: a sync.Pool Get and Put cost about as much as a
-// 1 KiB op, so 1/256 of that.
+// looks at the calling P's shard token (newShard), which keep the token
+// alive while its P is busy and give the header its P's shard.
+//
+// Tokens used to be looked at only when a header was made: a P that kept
+// reissuing its headers lost its token two collections later, the next
+// header it made drew the next shard in turn, and two busy Ps then often
+// shared a shard. In a scratch run of two goroutines, each making, writing,
+// reading and freeing a Bytes, with a collection every 200,000 ops, they
+// shared one in 30-90% of their ops. A look costs a sync.Pool Get and Put,
+// about a fifth of a 1 KiB op; one in 256 costs nothing measurable.
 const shardRecheck = 256
 
 // addSlab publishes the lists of slab k: its free rings, one per shard,
