@@ -106,7 +106,14 @@ func (p *BytesPool) NewBytes(maxLen int) *Bytes {
 	st.maxLen = maxLen
 	st.closed = false
 	if st.uses++; st.uses%shardRecheck == 0 {
-		st.c.shard = p.newShard() // the P's shard, which the header may have left (see shardRecheck)
+		// The P's shard, which the header may have left (see
+		// shardRecheck). Under mu, unlike the fields above: a call of
+		// the header's last owner that Free left behind gives back
+		// what it holds to st.c.shard, which it reads under mu.
+		s := p.newShard()
+		st.mu.Lock()
+		st.c.shard = s
+		st.mu.Unlock()
 	}
 	return b
 }

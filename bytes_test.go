@@ -1604,6 +1604,59 @@ func TestFreeDuringWriteToAndReadFrom(t *testing.T) {
 	})
 }
 
+// A WriteTo whose Bytes is freed while it writes, and whose header a new
+// owner gets on another goroutine, settles with the header's shard while
+// the new owner's NewBytes may be looking at its P's shard (shardRecheck):
+// the race detector sees the two touch st.c.shard only under mu. The
+// goroutines do not synchronize, so that it would see a race.
+func TestFreeDuringWriteToThenShardRecheck(t *testing.T) {
+	const bs = 16
+	// One P, so that the new owner's NewBytes finds the header that Free
+	// put in that P's pool.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	for attempt := 0; ; attempt++ {
+		require.Less(t, attempt, 50, "the header never came back from the pool")
+		p := testPool(t, 0, bs)
+		b := p.NewBytes(0)
+		data := fill(3*bs, 1)
+		_, err := b.Write(data)
+		require.NoError(t, err)
+		inWrite, release := make(chan struct{}), make(chan struct{})
+		var n int64
+		var wtErr error
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, wtErr = b.WriteTo(writerFunc(func(q []byte) (int, error) {
+				close(inWrite)
+				<-release
+				return 0, errTest
+			}))
+		}()
+		<-inWrite
+		b.st.uses = shardRecheck - 1 // its next issue looks at the P's shard
+		b.Free()
+		var rechecked bool
+		wg.Add(1)
+		go func() { // a new owner, unsynchronized with the WriteTo
+			defer wg.Done()
+			c := p.NewBytes(0)
+			rechecked = c == b && c.st.uses == shardRecheck
+			c.Free()
+		}()
+		close(release)
+		wg.Wait()
+		if !rechecked { // under -race sync.Pool drops Puts at random
+			continue
+		}
+		assert.ErrorIs(t, wtErr, ErrClosed)
+		assert.Equal(t, int64(0), n)
+		assert.Equal(t, 0, p.Stats().BlocksInUse)
+		return
+	}
+}
+
 type readerFunc func([]byte) (int, error)
 
 func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
