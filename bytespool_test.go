@@ -1200,16 +1200,26 @@ func TestShards(t *testing.T) {
 	}
 }
 
-// The headers and pipes that one P makes share a home shard; a P that has
-// made none takes the next shard in turn.
-func TestNewShardPerP(t *testing.T) {
+// fourShardsOneP returns a pool of four shards and runs the rest of the
+// test on one P, so that every sync.Pool Get and Put in it sees that P's
+// items. It skips the test under -race, whose sync.Pool drops items at
+// random, shard tokens too.
+func fourShardsOneP(t *testing.T) *BytesPool {
 	if raceEnabled {
 		t.Skip("under -race sync.Pool drops items at random, tokens too")
 	}
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	prev := runtime.GOMAXPROCS(4)
+	t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
 	p := testPool(t, 64*16, 16)
 	require.Equal(t, 3, p.shardMask)
-	runtime.GOMAXPROCS(1) // one P, so that every call below runs on it
+	runtime.GOMAXPROCS(1)
+	return p
+}
+
+// The headers and pipes that one P makes share a home shard; a P that has
+// made none takes the next shard in turn.
+func TestNewShardPerP(t *testing.T) {
+	p := fourShardsOneP(t)
 
 	var held []*Bytes
 	defer func() {
@@ -1244,13 +1254,7 @@ func TestNewShardPerP(t *testing.T) {
 // the P's shard at its next recheck; and a P whose token is gone draws one
 // there.
 func TestShardTokenKeptByReissues(t *testing.T) {
-	if raceEnabled {
-		t.Skip("under -race sync.Pool drops items at random, tokens too")
-	}
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
-	p := testPool(t, 64*16, 16)
-	require.Equal(t, 3, p.shardMask)
-	runtime.GOMAXPROCS(1) // one P, so that every call below runs on it
+	p := fourShardsOneP(t)
 
 	// issue reissues the P's free header until it has served n issues
 	// in all, and returns it, free.
