@@ -1216,25 +1216,33 @@ func fourShardsOneP(t *testing.T) *BytesPool {
 	return p
 }
 
-// The headers and pipes that one P makes share a home shard; a P that has
-// made none takes the next shard in turn.
-func TestNewShardPerP(t *testing.T) {
-	p := fourShardsOneP(t)
-
+// newHeaderShard returns the shard of a header that p makes now: it holds
+// the free headers that NewBytes reissues on the way, until NewBytes makes
+// one, then frees them all.
+func newHeaderShard(p *BytesPool) int {
 	var held []*Bytes
 	defer func() {
 		for _, b := range held {
 			b.Free()
 		}
 	}()
-	newHeaderShard := func() int {
+	for {
 		b := p.NewBytes(0)
-		held = append(held, b) // held, so that the next NewBytes makes a new header
-		return b.st.c.shard
+		held = append(held, b)
+		if b.st.uses == 1 {
+			return b.st.c.shard
+		}
 	}
-	first := newHeaderShard()
+}
+
+// The headers and pipes that one P makes share a home shard; a P that has
+// made none takes the next shard in turn.
+func TestNewShardPerP(t *testing.T) {
+	p := fourShardsOneP(t)
+
+	first := newHeaderShard(p)
 	for range 7 {
-		require.Equal(t, first, newHeaderShard(), "headers made on one P")
+		require.Equal(t, first, newHeaderShard(p), "headers made on one P")
 	}
 	r, w := p.NewPipe(16)
 	assert.Equal(t, first, r.p.shard, "a pipe made on the same P")
@@ -1243,9 +1251,9 @@ func TestNewShardPerP(t *testing.T) {
 
 	// Another P, with no token yet: the next shard.
 	p.shardTokens = new(sync.Pool)
-	second := newHeaderShard()
+	second := newHeaderShard(p)
 	assert.Equal(t, (first+1)&p.shardMask, second)
-	assert.Equal(t, second, newHeaderShard())
+	assert.Equal(t, second, newHeaderShard(p))
 }
 
 // A P that keeps reissuing its headers keeps its token through garbage
@@ -1267,24 +1275,6 @@ func TestShardTokenKeptByReissues(t *testing.T) {
 			}
 		}
 	}
-	// newHeaderShard returns the shard of a new header, holding the free
-	// ones that NewBytes reissues on the way.
-	newHeaderShard := func() int {
-		var held []*Bytes
-		defer func() {
-			for _, b := range held {
-				b.Free()
-			}
-		}()
-		for {
-			b := p.NewBytes(0)
-			held = append(held, b)
-			if b.st.uses == 1 {
-				return b.st.c.shard
-			}
-		}
-	}
-
 	b := issue(1)
 	first := b.st.c.shard
 	draws := p.nextShard.Load()
@@ -1292,7 +1282,7 @@ func TestShardTokenKeptByReissues(t *testing.T) {
 		issue(k * shardRecheck)
 		runtime.GC() // sync.Pool drops what nobody took since the one before
 	}
-	assert.Equal(t, first, newHeaderShard(), "a header made after three collections")
+	assert.Equal(t, first, newHeaderShard(p), "a header made after three collections")
 	assert.Equal(t, draws, p.nextShard.Load(), "no shard drawn in turn")
 
 	// A header from another shard takes the P's at its next recheck.
@@ -1311,7 +1301,7 @@ func TestShardTokenKeptByReissues(t *testing.T) {
 	issue(next + shardRecheck)
 	drawn := int(draws+1) & p.shardMask
 	assert.Equal(t, drawn, b.st.c.shard)
-	assert.Equal(t, drawn, newHeaderShard(), "the token the recheck drew")
+	assert.Equal(t, drawn, newHeaderShard(p), "the token the recheck drew")
 	assert.Equal(t, draws+1, p.nextShard.Load(), "one shard drawn in turn")
 }
 

@@ -120,6 +120,7 @@ func BenchmarkPaired(b *testing.B) {
 // milliseconds, a fraction of what making the data takes.
 const gcPerPair = 100
 
+// pairName is the sub-benchmark name of a pair: op= measured against vs=.
 func pairName(workload, op, ref string) string {
 	return "workload=" + workload + "/op=" + op + "/vs=" + ref
 }
