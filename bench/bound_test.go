@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -37,6 +38,15 @@ import (
 // the free list is empty, in arena order, so that a workload cycles
 // through as few blocks as it holds at once.
 //
+// Each goroutine's ops (each call of the returned setup) get a shard of
+// their own: a free list, a place for the block freed last and an equal
+// share of the cap, padded apart, as if the pool had a shard for every
+// core and every goroutine stayed on its core. So under b.RunParallel no
+// two goroutines touch the same atomics; only carving fresh blocks is
+// shared, which a steady workload does not do. That is the least a
+// parallel workload can cost; bytespool's shards must also be found, and
+// share blocks and cap when one runs dry.
+//
 // Measured against the floor or the best peer, it shows how much of a
 // target the design itself uses up; bytespool against it shows what the
 // library's own code adds.
@@ -64,21 +74,34 @@ const (
 	runMask = 1<<runBits - 1
 )
 
+// A boundShard is the free list of one goroutine of setupBound (see
+// there). Its size, 128 bytes, is a size class, whose objects the
+// allocator aligns to 128 bytes, so two shards never share a cache line
+// or a pair of them.
+type boundShard struct {
+	free  *ring.Ring    // the free list
+	avail atomic.Int64  // blocks that may still be handed out
+	hot   atomic.Uint32 // a lone block freed last, +1; 0 = none
+	_     [128 - 8 - 8 - 4]byte
+}
+
 // boundOp returns the setup of setupBound (synced) or setupUnsynced.
 func boundOp(synced bool) func() roundTrip {
 	arena := make([]byte, poolMemory)
 	var (
-		free   *ring.Ring // synced: the free list
-		queue  []uint32   // unsynced: the free list, oldest first, from queue[qh] on
+		shards []*boundShard // synced: one per goroutine, taken in turn by the setup
+		taken  atomic.Int32  // synced: shards taken so far
+		queue  []uint32      // unsynced: the free list, oldest first, from queue[qh] on
 		qh     int
+		hotU   uint32        // unsynced: a lone block freed last, +1; 0 = none
 		carved atomic.Uint32 // blocks handed out so far for the first time
-		avail  atomic.Int64  // synced: blocks that may still be handed out
-		hot    atomic.Uint32 // synced: a lone block freed last, +1; 0 = none
-		hotU   uint32        // unsynced: the same
 	)
 	if synced {
-		free = ring.New(poolBlocks)
-		avail.Store(poolBlocks)
+		shards = make([]*boundShard, runtime.GOMAXPROCS(0))
+		for i := range shards {
+			shards[i] = &boundShard{free: ring.New(poolBlocks)}
+			shards[i].avail.Store(int64(poolBlocks / len(shards)))
+		}
 	}
 	headers := sync.Pool{New: func() any { return &boundBuffer{blocks: make([]uint32, 0, 1024)} }}
 	lock := func(buf *boundBuffer) {
@@ -93,22 +116,22 @@ func boundOp(synced bool) func() roundTrip {
 	}
 	// pushEntries puts ring entries back, each a run of blocks: the
 	// first one's index <<runBits | the length-1.
-	pushEntries := func(es []uint32) {
+	pushEntries := func(sh *boundShard, es []uint32) {
 		for pushed := 0; pushed < len(es); {
-			pushed += free.PushN(es[pushed:])
+			pushed += sh.free.PushN(es[pushed:])
 		}
 	}
 	// popRuns appends up to need blocks from the ring to buf.blocks and
 	// returns how many.
-	popRuns := func(buf *boundBuffer, need int) int {
+	popRuns := func(sh *boundShard, buf *boundBuffer, need int) int {
 		var es [16]uint32
-		n, items := free.PopWeighted(es[:min(need, len(es))], need, runMask)
+		n, items := sh.free.PopWeighted(es[:min(need, len(es))], need, runMask)
 		for i, e := range es[:n] {
 			first, m := e>>runBits, int(e&runMask)+1
 			if i == n-1 && items > need { // split the last run
 				keep := m - (items - need)
 				rest := [1]uint32{(first+uint32(keep))<<runBits | uint32(m-keep-1)}
-				pushEntries(rest[:])
+				pushEntries(sh, rest[:])
 				m = keep
 			}
 			for t := range m {
@@ -119,11 +142,11 @@ func boundOp(synced bool) func() roundTrip {
 	}
 	// pop appends need free blocks to buf.blocks, carving new ones when
 	// the free list is empty.
-	pop := func(buf *boundBuffer, need int) {
+	pop := func(sh *boundShard, buf *boundBuffer, need int) {
 		if need == 1 { // the block freed last, with its reservation
 			v := hotU
 			if synced {
-				v = hot.Swap(0)
+				v = sh.hot.Swap(0)
 			} else {
 				hotU = 0
 			}
@@ -133,13 +156,13 @@ func boundOp(synced bool) func() roundTrip {
 			}
 		}
 		if synced {
-			for n := avail.Load(); !avail.CompareAndSwap(n, n-int64(need)); n = avail.Load() {
+			for n := sh.avail.Load(); !sh.avail.CompareAndSwap(n, n-int64(need)); n = sh.avail.Load() {
 			}
 		}
 		for need > 0 {
 			var got int
 			if synced {
-				got = popRuns(buf, need)
+				got = popRuns(sh, buf, need)
 			} else {
 				got = min(need, len(queue)-qh)
 				buf.blocks = append(buf.blocks, queue[qh:qh+got]...)
@@ -152,13 +175,13 @@ func boundOp(synced bool) func() roundTrip {
 		}
 	}
 	// push gives blocks back.
-	push := func(blocks []uint32) {
+	push := func(sh *boundShard, blocks []uint32) {
 		if len(blocks) == 1 { // set a lone block aside, with its reservation
 			if !synced && hotU == 0 {
 				hotU = blocks[0] + 1
 				return
 			}
-			if synced && hot.CompareAndSwap(0, blocks[0]+1) {
+			if synced && sh.hot.CompareAndSwap(0, blocks[0]+1) {
 				return
 			}
 		}
@@ -181,9 +204,9 @@ func boundOp(synced bool) func() roundTrip {
 				es[m] = blocks[0]<<runBits | uint32(n-1)
 				blocks = blocks[n:]
 			}
-			pushEntries(es[:m])
+			pushEntries(sh, es[:m])
 		}
-		avail.Add(freed)
+		sh.avail.Add(freed)
 	}
 	// span returns the bytes of held block i (counted from h) and of the
 	// held blocks after it that follow it in the arena, up to offset end
@@ -199,6 +222,10 @@ func boundOp(synced bool) func() roundTrip {
 	}
 	return func() roundTrip {
 		own := &boundBuffer{blocks: make([]uint32, 0, 1024)}
+		var sh *boundShard
+		if synced {
+			sh = shards[int(taken.Add(1)-1)%len(shards)]
+		}
 		return func(src, dst []byte, chunk int) error {
 			buf := own
 			if synced {
@@ -208,7 +235,7 @@ func boundOp(synced bool) func() roundTrip {
 				p := src[off : off+chunk]
 				lock(buf)
 				if need := (buf.w+len(p)+blockSize-1)/blockSize - (len(buf.blocks) - buf.h); need > 0 {
-					pop(buf, need)
+					pop(sh, buf, need)
 				}
 				for end := buf.w + len(p); buf.w < end; {
 					i, o := buf.w/blockSize, buf.w%blockSize
@@ -232,7 +259,7 @@ func boundOp(synced bool) func() roundTrip {
 					done = len(buf.blocks) - buf.h
 				}
 				if done > 0 {
-					push(buf.blocks[buf.h : buf.h+done])
+					push(sh, buf.blocks[buf.h:buf.h+done])
 					buf.h += done
 					buf.r -= done * blockSize
 					buf.w -= done * blockSize

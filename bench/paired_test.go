@@ -4,6 +4,8 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -26,6 +28,13 @@ import (
 //     into three factors: what a buffer of 4 KiB blocks costs with no
 //     synchronization at all, what the synchronization that the contract
 //     and design card require adds, and what bytespool's own code adds.
+//   - Stream2MiBParallel and Small1KiBParallel, the two parallel buffer
+//     targets: bytespool and the bound against the target's reference,
+//     and bytespool against the bound. A side runs one goroutine per P on
+//     one setup of its peer, as the parallel benchmarks do, each doing
+//     a batch of ops from a common start (see timedParallel); the side's
+//     time runs from the first start to the last finish. There is no
+//     unsynced bound here: it is for one goroutine only.
 //   - Pipe64MiB: bytespool and the spsc reference (see setupPipeSPSC)
 //     against the floor, and bytespool against spsc: what moving bytes
 //     between two goroutines costs, and what bytespool's pipe adds to it.
@@ -44,10 +53,13 @@ func BenchmarkPaired(b *testing.B) {
 	type workload struct {
 		name        string
 		size, chunk int
-		batch       int // ops per timing: enough that a batch takes microseconds
+		batch       int  // ops per timing (per goroutine): enough that a batch takes microseconds
+		parallel    bool // one goroutine per P (see timedParallel)
 	}
-	stream := workload{"Stream2MiB", 2 << 20, 32 << 10, 1}
-	small := workload{"Small1KiB", 1 << 10, 1 << 10, 64}
+	stream := workload{"Stream2MiB", 2 << 20, 32 << 10, 1, false}
+	small := workload{"Small1KiB", 1 << 10, 1 << 10, 64, false}
+	streamPar := workload{"Stream2MiBParallel", 2 << 20, 32 << 10, 1, true}
+	smallPar := workload{"Small1KiBParallel", 1 << 10, 1 << 10, 1024, true}
 	for _, pair := range []struct {
 		w       workload
 		op, ref string
@@ -62,22 +74,32 @@ func BenchmarkPaired(b *testing.B) {
 		{small, "unsynced", "syncpool-buffer"},
 		{small, "bound", "unsynced"},
 		{small, "bytespool", "bound"},
+		{streamPar, "bytespool", "floor"},
+		{streamPar, "bound", "floor"},
+		{streamPar, "bytespool", "bound"},
+		{smallPar, "bytespool", "syncpool-buffer"},
+		{smallPar, "bound", "syncpool-buffer"},
+		{smallPar, "bytespool", "bound"},
 	} {
 		w := pair.w
 		b.Run(pairName(w.name, pair.op, pair.ref), func(b *testing.B) {
-			src, dst := payload(w.size, 0), make([]byte, w.size)
-			timed := func(op roundTrip) func() time.Duration {
+			timed := func(name string) func() time.Duration {
+				setup := newPairedSetup(b, name, w.size)
+				if w.parallel {
+					return timedParallel(b, setup, w.size, w.chunk, w.batch)
+				}
+				wk := newWorker(setup, w.size)
 				return func() time.Duration {
 					start := time.Now()
 					for range w.batch {
-						if err := op(src, dst, w.chunk); err != nil {
+						if err := wk.op(wk.src, wk.dst, w.chunk); err != nil {
 							b.Fatal(err)
 						}
 					}
 					return time.Since(start)
 				}
 			}
-			pairUp(b, timed(newPairedOp(b, pair.op, w.size)), timed(newPairedOp(b, pair.ref, w.size)))
+			pairUp(b, timed(pair.op), timed(pair.ref))
 		})
 	}
 	for _, pair := range [][2]string{{"bytespool", "floor"}, {"spsc", "floor"}, {"bytespool", "spsc"}} {
@@ -153,17 +175,56 @@ func pairUp(b *testing.B, op, ref func() time.Duration) {
 	}
 }
 
-// newPairedOp returns a roundTrip of the named buffer peer, or of the
-// bound or the unsynced bound (see setupBound and setupUnsynced), with the
-// state that the peer's goroutines would share made for this one alone.
-func newPairedOp(tb testing.TB, name string, size int) roundTrip {
+// timedParallel returns one side of a parallel pair: it runs batch ops on
+// each of GOMAXPROCS workers of setup, one goroutine each, and returns the
+// time from the first worker's start to the last one's finish. The
+// workers wait for each other before they start, so that the time does
+// not count how long the runtime took to wake an idle P for one of them.
+func timedParallel(b *testing.B, setup func() roundTrip, size, chunk, batch int) func() time.Duration {
+	workers := make([]*worker, runtime.GOMAXPROCS(0))
+	for i := range workers {
+		workers[i] = newWorker(setup, size)
+	}
+	starts, ends := make([]time.Time, len(workers)), make([]time.Time, len(workers))
+	return func() time.Duration {
+		var ready atomic.Int32
+		var wg sync.WaitGroup
+		for i, wk := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for ready.Add(1); ready.Load() < int32(len(workers)); {
+					runtime.Gosched()
+				}
+				starts[i] = time.Now()
+				for range batch {
+					if err := wk.op(wk.src, wk.dst, chunk); err != nil {
+						b.Error(err)
+						break
+					}
+				}
+				ends[i] = time.Now()
+			}()
+		}
+		wg.Wait()
+		first := slices.MinFunc(starts, time.Time.Compare)
+		last := slices.MaxFunc(ends, time.Time.Compare)
+		return last.Sub(first)
+	}
+}
+
+// newPairedSetup returns the setup of the named buffer peer, or of the
+// bound or the unsynced bound (see setupBound and setupUnsynced): the
+// state its goroutines share, from which each makes its own roundTrip.
+// The unsynced bound's goroutine must be the only one.
+func newPairedSetup(tb testing.TB, name string, size int) func() roundTrip {
 	switch name {
 	case "bound":
-		return setupBound(size)()
+		return setupBound(size)
 	case "unsynced":
-		return setupUnsynced(size)()
+		return setupUnsynced(size)
 	}
-	return named(tb, bufferPeers, func(p bufferPeer) string { return p.name }, name).setup(size)()
+	return named(tb, bufferPeers, func(p bufferPeer) string { return p.name }, name).setup(size)
 }
 
 // newPairedPipe returns an op of the named pipe peer, or of the spsc

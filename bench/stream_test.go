@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 )
@@ -84,31 +85,69 @@ func benchRoundTrip(b *testing.B, size, chunk int, parallel bool) {
 	}
 }
 
+// roundTripShapes are the sizes and chunks the round-trip tests use: those
+// of the two workloads, and chunks of a block and a half, which make the
+// bound split free runs longer than a write needs.
+var roundTripShapes = []struct{ size, chunk int }{{2 << 20, 32 << 10}, {1 << 10, 1 << 10}, {24 << 10, 6 << 10}}
+
+// checkRoundTrips runs op, made for size bytes, rounds times in chunks of
+// chunk bytes, each time with other bytes, and checks that it reads back
+// exactly what it wrote.
+func checkRoundTrips(t *testing.T, op roundTrip, size, chunk, rounds int) {
+	dst := make([]byte, size)
+	for round := range rounds {
+		src := payload(size, byte(round))
+		if err := op(src, dst, chunk); err != nil {
+			t.Errorf("%d bytes, round %d: %v", size, round, err)
+			return
+		}
+		if !bytes.Equal(dst, src) {
+			t.Errorf("%d bytes, round %d: read back differs from what was written", size, round)
+			return
+		}
+	}
+}
+
 // TestRoundTrip checks that every buffer peer, and BenchmarkPaired's two
 // bounds, reads back exactly what was written, op after op, in both shapes
 // of the workloads.
 func TestRoundTrip(t *testing.T) {
-	names := []string{"bound", "unsynced"}
-	for _, peer := range bufferPeers {
-		names = append(names, peer.name)
-	}
-	for _, name := range names {
+	for _, name := range append([]string{"bound", "unsynced"}, bufferPeerNames()...) {
 		t.Run(name, func(t *testing.T) {
-			// The third shape's chunks of a block and a half make the
-			// bound split free runs longer than a write needs.
-			for _, shape := range []struct{ size, chunk int }{{2 << 20, 32 << 10}, {1 << 10, 1 << 10}, {24 << 10, 6 << 10}} {
-				op := newPairedOp(t, name, shape.size)
-				dst := make([]byte, shape.size)
-				for round := range 3 {
-					src := payload(shape.size, byte(round))
-					if err := op(src, dst, shape.chunk); err != nil {
-						t.Fatalf("%d bytes, round %d: %v", shape.size, round, err)
-					}
-					if !bytes.Equal(dst, src) {
-						t.Fatalf("%d bytes, round %d: read back differs from what was written", shape.size, round)
-					}
-				}
+			for _, shape := range roundTripShapes {
+				checkRoundTrips(t, newPairedSetup(t, name, shape.size)(), shape.size, shape.chunk, 3)
 			}
 		})
 	}
+}
+
+// TestRoundTripParallel is TestRoundTrip with four goroutines on one setup
+// of each peer at once, as the parallel workloads and pairs run them (the
+// unsynced bound is for one goroutine only). With four goroutines, two
+// share each of the bound's shards on a machine of two cores or fewer.
+// Each goroutine moves about 1 MiB per shape, in enough rounds of the
+// small shapes that the goroutines overlap.
+func TestRoundTripParallel(t *testing.T) {
+	for _, name := range append([]string{"bound"}, bufferPeerNames()...) {
+		t.Run(name, func(t *testing.T) {
+			for _, shape := range roundTripShapes {
+				setup := newPairedSetup(t, name, shape.size)
+				var wg sync.WaitGroup
+				for range 4 {
+					op := setup()
+					wg.Go(func() { checkRoundTrips(t, op, shape.size, shape.chunk, max(3, 1<<20/shape.size)) })
+				}
+				wg.Wait()
+			}
+		})
+	}
+}
+
+// bufferPeerNames returns the names of bufferPeers.
+func bufferPeerNames() []string {
+	var names []string
+	for _, peer := range bufferPeers {
+		names = append(names, peer.name)
+	}
+	return names
 }
