@@ -28,13 +28,16 @@ import (
 //     into three factors: what a buffer of 4 KiB blocks costs with no
 //     synchronization at all, what the synchronization that the contract
 //     and design card require adds, and what bytespool's own code adds.
+//     For Small1KiB, also the fenced bound (setupFenced) against the
+//     reference: the least any design that keeps the contract can cost.
 //   - Stream2MiBParallel and Small1KiBParallel, the two parallel buffer
 //     targets: bytespool and the bound against the target's reference,
 //     and bytespool against the bound. A side runs one goroutine per P on
 //     one setup of its peer, as the parallel benchmarks do, each doing
 //     a batch of ops from a common start (see timedParallel); the side's
-//     time runs from the first start to the last finish. There is no
-//     unsynced bound here: it is for one goroutine only.
+//     time runs from the first start to the last finish. For
+//     Small1KiBParallel, also the fenced bound against the reference.
+//     There is no unsynced bound here: it is for one goroutine only.
 //   - Pipe64MiB: bytespool and the spsc reference (see setupPipeSPSC)
 //     against the floor, and bytespool against spsc: what moving bytes
 //     between two goroutines costs, and what bytespool's pipe adds to it.
@@ -74,12 +77,14 @@ func BenchmarkPaired(b *testing.B) {
 		{small, "unsynced", "syncpool-buffer"},
 		{small, "bound", "unsynced"},
 		{small, "bytespool", "bound"},
+		{small, "fenced", "syncpool-buffer"},
 		{streamPar, "bytespool", "floor"},
 		{streamPar, "bound", "floor"},
 		{streamPar, "bytespool", "bound"},
 		{smallPar, "bytespool", "syncpool-buffer"},
 		{smallPar, "bound", "syncpool-buffer"},
 		{smallPar, "bytespool", "bound"},
+		{smallPar, "fenced", "syncpool-buffer"},
 	} {
 		w := pair.w
 		b.Run(pairName(w.name, pair.op, pair.ref), func(b *testing.B) {
@@ -214,13 +219,16 @@ func timedParallel(b *testing.B, setup func() roundTrip, size, chunk, batch int)
 }
 
 // newPairedSetup returns the setup of the named buffer peer, or of the
-// bound or the unsynced bound (see setupBound and setupUnsynced): the
+// bound, the fenced or the unsynced bound (see setupBound, setupFenced and
+// setupUnsynced): the
 // state its goroutines share, from which each makes its own roundTrip.
 // The unsynced bound's goroutine must be the only one.
 func newPairedSetup(tb testing.TB, name string, size int) func() roundTrip {
 	switch name {
 	case "bound":
 		return setupBound(size)
+	case "fenced":
+		return setupFenced(size)
 	case "unsynced":
 		return setupUnsynced(size)
 	}

@@ -112,7 +112,7 @@ func checkRoundTrips(t *testing.T, op roundTrip, size, chunk, rounds int) {
 // bounds, reads back exactly what was written, op after op, in both shapes
 // of the workloads.
 func TestRoundTrip(t *testing.T) {
-	for _, name := range append([]string{"bound", "unsynced"}, bufferPeerNames()...) {
+	for _, name := range append([]string{"bound", "fenced", "unsynced"}, bufferPeerNames()...) {
 		t.Run(name, func(t *testing.T) {
 			for _, shape := range roundTripShapes {
 				checkRoundTrips(t, newPairedSetup(t, name, shape.size)(), shape.size, shape.chunk, 3)
@@ -128,7 +128,7 @@ func TestRoundTrip(t *testing.T) {
 // Each goroutine moves about 1 MiB per shape, in enough rounds of the
 // small shapes that the goroutines overlap.
 func TestRoundTripParallel(t *testing.T) {
-	for _, name := range append([]string{"bound"}, bufferPeerNames()...) {
+	for _, name := range append([]string{"bound", "fenced"}, bufferPeerNames()...) {
 		t.Run(name, func(t *testing.T) {
 			for _, shape := range roundTripShapes {
 				setup := newPairedSetup(t, name, shape.size)
