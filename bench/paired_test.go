@@ -195,9 +195,7 @@ func timedParallel(b *testing.B, setup func() roundTrip, size, chunk, batch int)
 		var ready atomic.Int32
 		var wg sync.WaitGroup
 		for i, wk := range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				for ready.Add(1); ready.Load() < int32(len(workers)); {
 					runtime.Gosched()
 				}
@@ -209,7 +207,7 @@ func timedParallel(b *testing.B, setup func() roundTrip, size, chunk, batch int)
 					}
 				}
 				ends[i] = time.Now()
-			}()
+			})
 		}
 		wg.Wait()
 		first := slices.MinFunc(starts, time.Time.Compare)
