@@ -69,8 +69,9 @@ func setupFenced(int) func() roundTrip { return boundOp(fenced) }
 // setupUnsynced is the reference op=unsynced of BenchmarkPaired: the bound
 // with none of its synchronization: a buffer of its own, no mutex, no cap,
 // and a plain FIFO slice for the free list behind a plain variable for the
-// block freed last, so only one goroutine may use it. What is left is the bookkeeping of a buffer made of 4 KiB blocks, so
-// the bound against it is the cost of the synchronization alone.
+// block freed last, so only one goroutine may use it. What is left is
+// the bookkeeping of a buffer made of 4 KiB blocks, so the bound against
+// it is the cost of the synchronization alone.
 func setupUnsynced(int) func() roundTrip { return boundOp(unsynced) }
 
 // boundSync is how a bound synchronizes its calls (see setupBound,
@@ -99,8 +100,8 @@ const (
 	runMask = 1<<runBits - 1
 )
 
-// A boundShard is the free list of one goroutine of setupBound (see
-// there). Its size, 128 bytes, is a size class, whose objects the
+// A boundShard is the free list of one goroutine of the bound or the
+// fenced bound (see setupBound). Its size, 128 bytes, is a size class, whose objects the
 // allocator aligns to 128 bytes, so two shards never share a cache line
 // or a pair of them.
 type boundShard struct {

@@ -218,9 +218,8 @@ func timedParallel(b *testing.B, setup func() roundTrip, size, chunk, batch int)
 
 // newPairedSetup returns the setup of the named buffer peer, or of the
 // bound, the fenced or the unsynced bound (see setupBound, setupFenced and
-// setupUnsynced): the
-// state its goroutines share, from which each makes its own roundTrip.
-// The unsynced bound's goroutine must be the only one.
+// setupUnsynced): the state its goroutines share, from which each makes
+// its own roundTrip. The unsynced bound's goroutine must be the only one.
 func newPairedSetup(tb testing.TB, name string, size int) func() roundTrip {
 	switch name {
 	case "bound":

@@ -108,9 +108,9 @@ func checkRoundTrips(t *testing.T, op roundTrip, size, chunk, rounds int) {
 	}
 }
 
-// TestRoundTrip checks that every buffer peer, and BenchmarkPaired's two
-// bounds, reads back exactly what was written, op after op, in both shapes
-// of the workloads.
+// TestRoundTrip checks that every buffer peer, and BenchmarkPaired's three
+// bounds, reads back exactly what was written, op after op, in every shape
+// of roundTripShapes.
 func TestRoundTrip(t *testing.T) {
 	for _, name := range append([]string{"bound", "fenced", "unsynced"}, bufferPeerNames()...) {
 		t.Run(name, func(t *testing.T) {
