@@ -78,11 +78,11 @@ func (p *BytesPool) takeStripe(dst []uint32, s int) int {
 func (p *BytesPool) carve(dst []uint32, s int, grow bool) int {
 	n := p.takeStripe(dst, s)
 	for n < len(dst) {
-		carveN := p.arena.TryCarveN
-		if grow {
-			carveN = p.arena.CarveN
+		want := max(stripeBlocks, len(dst)-n)
+		first, k, ok := p.arena.TryCarveN(want)
+		if !ok && grow {
+			first, k, ok = p.arena.CarveN(want)
 		}
-		first, k, ok := carveN(max(stripeBlocks, len(dst)-n))
 		if !ok {
 			break
 		}
