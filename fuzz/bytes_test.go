@@ -74,9 +74,7 @@ func maxLenFor(sel byte, bs int) int {
 // FuzzBytesOps runs a script of operations on one Bytes and checks every
 // result, the data, Len and the pool's BlocksInUse against bytesModel.
 func FuzzBytesOps(f *testing.F) {
-	for _, s := range bytesOpsSeeds {
-		f.Add(s.data())
-	}
+	addSeeds(f, bytesOpsSeeds)
 	f.Fuzz(runBytesOps)
 }
 

@@ -36,9 +36,7 @@ const (
 // and the pool's BlocksInUse against two bytesModels. The pool is
 // unlimited so that no write waits for the other Bytes' blocks.
 func FuzzHandOver(f *testing.F) {
-	for _, s := range handOverSeeds {
-		f.Add(s.data())
-	}
+	addSeeds(f, handOverSeeds)
 	f.Fuzz(runHandOver)
 }
 

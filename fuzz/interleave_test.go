@@ -146,9 +146,7 @@ type gOutcome struct {
 // writer's in order; at the end no block is in use, nobody waits, and no
 // goroutine is left.
 func FuzzInterleavings(f *testing.F) {
-	for _, s := range interleaveSeeds {
-		f.Add(s.data())
-	}
+	addSeeds(f, interleaveSeeds)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		baseline := runtime.NumGoroutine()
 		in := newInput(data, ihLen, 96)

@@ -150,9 +150,7 @@ func (s pipeShape) String() string {
 // the pool never has more blocks in use than maxBuffered allows (one
 // writer); at the end no block is in use and no goroutine is left.
 func FuzzPipe(f *testing.F) {
-	for _, s := range pipeSeeds {
-		f.Add(s.data())
-	}
+	addSeeds(f, pipeSeeds)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		baseline := runtime.NumGoroutine()
 		in := newInput(data, phLen, 64)

@@ -43,9 +43,7 @@ func ringCap(v byte) int {
 // pushed has been popped exactly once, and each consumer saw each
 // producer's values in order.
 func FuzzRing(f *testing.F) {
-	for _, s := range ringSeeds {
-		f.Add(s.data())
-	}
+	addSeeds(f, ringSeeds)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := newInput(data, rhLen, 64)
 		h := in.head

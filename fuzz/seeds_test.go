@@ -21,6 +21,13 @@ type seed struct {
 
 func (s seed) data() []byte { return encode(s.head, s.ops) }
 
+// addSeeds adds seeds to f's corpus.
+func addSeeds(f *testing.F, seeds []seed) {
+	for _, s := range seeds {
+		f.Add(s.data())
+	}
+}
+
 // mk builds an op.
 func mk(kind byte, aux byte, size uint16) op {
 	return op{Code: uint16(aux)<<8 | uint16(kind), Size: size}
