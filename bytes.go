@@ -90,6 +90,7 @@ var (
 // NewBytes returns an empty Bytes that holds at most maxLen bytes; 0 means
 // bounded by the pool only. It panics if maxLen is negative.
 func (p *BytesPool) NewBytes(maxLen int) *Bytes {
+	p.mustBeMade("NewBytes")
 	if maxLen < 0 {
 		panic(fmt.Sprintf("bytespool: NewBytes: maxLen must not be negative, got %d", maxLen))
 	}
@@ -158,11 +159,17 @@ func (st *state) closeLocked() {
 }
 
 // Free returns every block b holds to the pool and hands b back for reuse.
-// A Write or ReadFrom waiting for blocks on b returns ErrClosed. Free on a
-// freed Bytes does nothing; b must not be used after Free (see Bytes).
+// A Write, ReadFrom or WriteTo of b that is waiting returns ErrClosed.
+//
+// b must not be used after Free, Free included (see Bytes): a second Free
+// does nothing only until the pool reissues b's header, and after that it
+// frees the data of the header's next owner. So pair one Free with each
+// NewBytes, and do not both defer b.Free() and call it early.
 func (b *Bytes) Free() { b.free() }
 
-// Close is Free, for io.Closer. It returns ErrClosed if b was already freed.
+// Close is Free, for io.Closer. It returns ErrClosed if b was already freed
+// and its header not yet reissued; like a second Free, a second Close is a
+// bug (see Free).
 func (b *Bytes) Close() error {
 	if !b.free() {
 		return ErrClosed
@@ -254,13 +261,18 @@ func bytesWrite[T bytesOrString](b *Bytes, ctx context.Context, p T) (int, error
 		if need == 1 {
 			if blk, ok := st.c.pool.tryGetBlock(st.c.shard); ok {
 				writeBlock(&st.c, p, blk)
+				st.grew()
 				break
 			}
 		} else if need == 0 || st.c.pool.sema.TryAcquire(uint64(need), st.c.shard) {
 			write(&st.c, p, need)
+			st.grew()
 			break
 		}
-		if err = st.waitBlocks(ctx, need, n); err != nil {
+		if err = st.waitBlocks(ctx, need, n); err == errRecheck {
+			need, err = st.admit(n)
+			continue
+		} else if err != nil {
 			break
 		}
 		// Other writers may have filled or added room in the last block
@@ -279,6 +291,7 @@ func bytesWrite[T bytesOrString](b *Bytes, ctx context.Context, p T) (int, error
 			need = now
 		}
 		write(&st.c, p, need)
+		st.grew()
 		break
 	}
 	st.mu.Unlock()
@@ -304,6 +317,21 @@ func (st *state) admit(n int) (int, error) {
 	}
 	return need, nil
 }
+
+// grew is called, with mu held, after the chain took on more blocks. A
+// writer of b that is queued for more blocks than the pool has beside
+// those b now holds can never be granted them: it leaves the queue with
+// errRecheck, and admits its write again, which fails with ErrPoolTooSmall
+// unless the room b's last block now has makes it fit after all.
+func (st *state) grew() {
+	if st.waiting > 0 {
+		p := st.c.pool
+		p.sema.AbortOver(st, uint64(p.capacity-st.c.held()), errRecheck)
+	}
+}
+
+// errRecheck is how grew sends a queued writer back to admit.
+var errRecheck = errors.New("bytespool: recheck the write against the pool")
 
 // waitBlocks reserves need blocks for a call that will add n bytes, waiting
 // in the pool's queue with mu unlocked. It is called and returns with mu
@@ -570,12 +598,14 @@ func (b *Bytes) WriteTo(w io.Writer) (int64, error) {
 
 // takeTurn waits, with mu unlocked, until no other WriteTo of b is in
 // flight, and takes the turn. It is called and returns with mu held, and
-// returns ErrClosed, without the turn, if b is freed.
+// returns ErrClosed, without the turn, if b is freed. After a wait it looks
+// at gen before anything else: if Free ran meanwhile, NewBytes may have
+// reissued the header and be writing its other fields without mu.
 func (st *state) takeTurn() error {
 	gen := st.gen
 	for {
 		switch {
-		case st.closed || st.gen != gen:
+		case st.gen != gen || st.closed:
 			return ErrClosed
 		case !st.writingTo:
 			st.writingTo = true
@@ -657,8 +687,11 @@ func (st *state) handTo(dst *state, sc *writeToScratch, p *BytesPool, gen uint32
 		}
 		defer dst.mu.Unlock()
 	}
+	// Only a dst other than st unlocks st.mu above, so a Free that ran
+	// meanwhile, after which the header may be another owner's, can only
+	// have made keep false where the blocks go to another Bytes anyway.
 	keep := st.gen == gen // st still counts the blocks (see settle)
-	n, err := dst.adopt(p, sc, dst == st && keep)
+	n, err := dst.adopt(p, sc, dst == st)
 	if err == nil {
 		st.c.handOver(sc, keep)
 	}
@@ -696,6 +729,9 @@ func (st *state) adopt(p *BytesPool, sc *writeToScratch, self bool) (int64, erro
 	}
 	st.c.pushBack(sc.blockList)
 	st.c.n += n
+	if !self { // self: the blocks were counted (outBlocks) all along
+		st.grew()
+	}
 	return int64(n), nil
 }
 

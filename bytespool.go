@@ -53,8 +53,9 @@ var (
 	// ErrPoolTooSmall means the data would need more blocks than the whole
 	// pool holds, so waiting could never help; nothing was written.
 	ErrPoolTooSmall = errors.New("bytespool: write exceeds the capacity of the pool")
-	// ErrClosed means the Bytes was freed, or the pipe end was closed.
-	ErrClosed = errors.New("bytespool: use of a freed Bytes or closed pipe")
+	// ErrClosed means the Bytes was freed. (Pipes report their closed
+	// ends as io.Pipe does, with io.ErrClosedPipe.)
+	ErrClosed = errors.New("bytespool: use of a freed Bytes")
 	// ErrInvalidConfig is wrapped by every error New returns.
 	ErrInvalidConfig = errors.New("bytespool: invalid config")
 )
@@ -63,8 +64,11 @@ var (
 // blocks.
 type Config struct {
 	// MaxMemory is the most memory, in bytes, that the pool hands out at
-	// once. It is rounded down to a whole number of blocks, at most 1<<31
-	// of them. 0 means unlimited: the arena grows slab by slab (doubling)
+	// once: a whole number of blocks, at most 1<<31 of them. A MaxMemory
+	// that is not a multiple of BlockSize is an error rather than rounded:
+	// the pool can only hand out whole blocks, so rounding up would break
+	// the cap and rounding down would quietly lose memory the caller
+	// budgeted for. 0 means unlimited: the arena grows slab by slab (doubling)
 	// as needed. A limited pool reserves its whole arena when it is made;
 	// the operating system backs only the pages that are used.
 	MaxMemory int
@@ -241,7 +245,8 @@ func New(cfg Config) (*BytesPool, error) {
 }
 
 // NewBytesPool returns a pool of blocks of blockSize bytes that hands out at
-// most maxMemory bytes at once (0 = unlimited). It is New for callers that
+// most maxMemory bytes at once (0 = unlimited); maxMemory must be a multiple
+// of blockSize (see Config.MaxMemory). It is New for callers that
 // treat a bad size as a programming error: it panics, naming the argument,
 // where New returns an error. Unlike a zero Config.BlockSize, a blockSize of
 // 0 is an error here.
@@ -273,6 +278,8 @@ func makePool(cfg Config, memName, blockName string) (*BytesPool, string) {
 		return nil, fmt.Sprintf("%s must not be negative, got %d", memName, mem)
 	case mem > 0 && mem < bs:
 		return nil, fmt.Sprintf("%s %d is smaller than one block (%s %d)", memName, mem, blockName, bs)
+	case mem%bs != 0:
+		return nil, fmt.Sprintf("%s %d is not a multiple of %s %d (%d blocks would be %d bytes)", memName, mem, blockName, bs, mem/bs, mem/bs*bs)
 	case mem/bs > maxBlocks:
 		return nil, fmt.Sprintf("%s %d is more than %d blocks of %s %d", memName, mem, maxBlocks, blockName, bs)
 	}
@@ -314,6 +321,7 @@ type Stats struct {
 
 // Stats returns a snapshot of the pool's counters.
 func (p *BytesPool) Stats() Stats {
+	p.mustBeMade("Stats")
 	waits, waitTime := p.sema.Waits()
 	// A block can move from the semaphore through a holder into a hot
 	// slot between the two reads and count as free twice; a snapshot
@@ -331,6 +339,14 @@ func (p *BytesPool) Stats() Stats {
 		Waiters:         p.sema.Waiting() + int(p.pipeWaiting.Load()),
 		Waits:           waits,
 		WaitTime:        waitTime,
+	}
+}
+
+// mustBeMade panics, naming the method, if p is not a pool that New or
+// NewBytesPool made: the zero BytesPool has no arena to hand out.
+func (p *BytesPool) mustBeMade(method string) {
+	if p == nil || p.headers == nil {
+		panic("bytespool: " + method + " on a BytesPool not made by New or NewBytesPool")
 	}
 }
 

@@ -40,6 +40,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"BlockSize over MaxBlockSize", Config{BlockSize: MaxBlockSize + 1}, "BlockSize", strconv.Itoa(MaxBlockSize + 1)},
 		{"MaxMemory under one block", Config{MaxMemory: 100, BlockSize: 4096}, "MaxMemory", "100"},
 		{"MaxMemory one byte short of the default block", Config{MaxMemory: DefaultBlockSize - 1}, "MaxMemory", strconv.Itoa(DefaultBlockSize - 1)},
+		{"MaxMemory not a whole number of blocks", Config{MaxMemory: 3*1000 + 999, BlockSize: 1000}, "MaxMemory", "3999"},
+		{"MaxMemory one byte over a whole number of default blocks", Config{MaxMemory: 2*DefaultBlockSize + 1}, "MaxMemory", strconv.Itoa(2*DefaultBlockSize + 1)},
 	}
 	if strconv.IntSize == 64 {
 		// More blocks than uint32 indices can name.
@@ -69,7 +71,7 @@ func TestNewAcceptsEdges(t *testing.T) {
 		{"zero Config", Config{}, DefaultBlockSize, 0},
 		{"exactly one block", Config{MaxMemory: 4096, BlockSize: 4096}, 4096, 1},
 		{"exactly one default block", Config{MaxMemory: DefaultBlockSize}, DefaultBlockSize, 1},
-		{"rounded down to whole blocks", Config{MaxMemory: 3*1000 + 999, BlockSize: 1000}, 1000, 3},
+		{"a whole number of odd-sized blocks", Config{MaxMemory: 3 * 1000, BlockSize: 1000}, 1000, 3},
 		{"BlockSize at MaxBlockSize, unlimited", Config{BlockSize: MaxBlockSize}, MaxBlockSize, 0},
 		{"block of one byte", Config{MaxMemory: 10, BlockSize: 1}, 1, 10},
 	} {
@@ -138,12 +140,31 @@ func TestNewBytesPoolPanicsNamingTheArgument(t *testing.T) {
 		{-1 << 30, 4096, "maxMemory", strconv.Itoa(-1 << 30)},
 		{100, 4096, "maxMemory", "100"},
 		{4095, 4096, "maxMemory", "4095"},
+		{10000, 4096, "maxMemory", "10000"},
 	} {
 		t.Run(fmt.Sprintf("NewBytesPool(%d,%d)", c.maxMemory, c.blockSize), func(t *testing.T) {
 			msg := panicMessage(t, func() { NewBytesPool(c.maxMemory, c.blockSize) })
 			assert.Contains(t, msg, "NewBytesPool")
 			assert.Contains(t, msg, c.arg, "the message must name the argument")
 			assert.Contains(t, msg, c.value)
+		})
+	}
+}
+
+// The zero BytesPool has no arena: its methods panic with a message that
+// says how to make a pool, not with a nil dereference deep inside.
+func TestZeroBytesPoolPanicsSayingHowToMakeOne(t *testing.T) {
+	var zero BytesPool
+	var nilPool *BytesPool
+	for name, f := range map[string]func(){
+		"NewBytes":     func() { zero.NewBytes(0) },
+		"NewPipe":      func() { zero.NewPipe(0) },
+		"Stats":        func() { zero.Stats() },
+		"nil NewBytes": func() { nilPool.NewBytes(0) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			msg := panicMessage(t, f)
+			assert.Contains(t, msg, "New or NewBytesPool")
 		})
 	}
 }

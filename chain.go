@@ -261,7 +261,8 @@ func (l *blockList) drop(links []link, k int, f *freer) {
 // Those are head, and the blocks after it while each is the next block of
 // the same slab, starts at its front and follows a block full to its end,
 // as blocks written in one run are. It stops adding blocks once it has
-// want bytes.
+// want bytes. The bytes' capacity ends where they do, so that a caller's
+// io.Writer that appends to them cannot write into the next block.
 func (p *BytesPool) front(head uint32, blocks, want int) ([]byte, []link) {
 	bs := p.blockSize
 	mem, links := p.span(head)
@@ -274,7 +275,7 @@ func (p *BytesPool) front(head uint32, blocks, want int) ([]byte, []link) {
 		end += int(links[run].end)
 		run++
 	}
-	return mem[h.off:end], links[:run]
+	return mem[h.off:end:end], links[:run]
 }
 
 // readByte removes and returns the oldest unread byte; the chain must not
@@ -348,23 +349,37 @@ func (c *chain) detachTo(sc *writeToScratch) {
 }
 
 // writeOut writes sc.bufs to w and returns how many of their bytes w took,
-// leaving sc.bufs as they were.
+// leaving sc.bufs as they were. Every buffer has cap == len (see front).
 //
-// A net.Conn gets them all in one writev through net.Buffers, which
-// consumes the slice it writes (it sets the buffers it wrote to nil and
-// cuts the one it stopped in), so it gets a copy. Any other writer gets one
-// Write per buffer. A short write without an error stops it with
-// io.ErrShortWrite (net.Buffers would go on to the next buffer and leave a
-// hole in the stream), and a count outside [0, len(buffer)], which breaks
-// the io.Writer contract, with errInvalidWrite, counting none of that
-// buffer as taken, as io.Copy does.
+// A TCP or Unix connection gets them all in one writev through
+// net.Buffers, which consumes the slice it writes (it sets the buffers it
+// wrote to nil and cuts the one it stopped in), so it gets a copy. Only
+// the net package's own connections are written that way: for any other
+// writer, a net.Conn wrapper included, net.Buffers calls Write once per
+// buffer and moves on after a short write, leaving a hole in the stream.
+// Any other writer gets one Write per buffer here instead. Every count a
+// writer returns is checked before it is used: a short write without an
+// error stops with io.ErrShortWrite, and a count outside [0, len(buffer)],
+// which breaks the io.Writer contract, with errInvalidWrite, counting none
+// of that buffer as taken, as io.Copy does.
 func writeOut(w io.Writer, sc *writeToScratch) (int64, error) {
-	if _, ok := w.(net.Conn); ok {
+	switch w.(type) {
+	case *net.TCPConn, *net.UnixConn:
+		var total int64
+		for _, b := range sc.bufs {
+			total += int64(len(b))
+		}
 		sc.vecs = append(sc.vecs[:0], sc.bufs...)
 		sc.vec = sc.vecs
 		n, err := sc.vec.WriteTo(w)
 		clear(sc.vecs) // drop the references into the arena
 		sc.vec = nil
+		switch {
+		case n < 0 || n > total:
+			return 0, errInvalidWrite
+		case n < total && err == nil:
+			err = io.ErrShortWrite
+		}
 		return n, err
 	}
 	var n int64

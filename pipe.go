@@ -168,6 +168,7 @@ var (
 // for data or room. A pipe whose two ends are both dropped without Close
 // gives its blocks back once the garbage collector finds both unreachable.
 func (p *BytesPool) NewPipe(maxBuffered int) (*PipeReader, *PipeWriter) {
+	p.mustBeMade("NewPipe")
 	if maxBuffered < 0 {
 		panic(fmt.Sprintf("bytespool: NewPipe: maxBuffered must not be negative, got %d", maxBuffered))
 	}
@@ -840,6 +841,9 @@ func (pp *pipe) writeBatch(w io.Writer) (int64, error) {
 		}
 		next = blk + 1
 		pos += uint64(k)
+	}
+	for i, b := range sc.bufs {
+		sc.bufs[i] = b[:len(b):len(b)] // w must not reach past the bytes into the next block
 	}
 	n, werr := writeOut(w, sc)
 	clear(sc.bufs) // drop the references into the arena

@@ -309,11 +309,16 @@ func (s *Sema) Wait(ctx context.Context, q Waiter) error {
 
 // Abort makes every queued waiter of owner return err from Wait. Those already granted
 // keep their units.
-func (s *Sema) Abort(owner any, err error) {
+func (s *Sema) Abort(owner any, err error) { s.AbortOver(owner, 0, err) }
+
+// AbortOver is Abort for the queued waiters of owner that asked for more
+// than max units only: those that can no longer be granted once the owner
+// holds all but max of the units there are.
+func (s *Sema) AbortOver(owner any, max uint64, err error) {
 	s.mu.Lock()
 	for w := s.head; w != nil; {
 		next := w.next
-		if w.owner == owner {
+		if w.owner == owner && w.need > max {
 			s.abortLocked(w, err)
 		}
 		w = next

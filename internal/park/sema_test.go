@@ -339,6 +339,31 @@ func TestSemaAbort(t *testing.T) {
 	checkIdle(t, &s, 10)
 }
 
+// AbortOver aborts only the owner's waiters that ask for more than max, and
+// the waiters behind them move up.
+func TestSemaAbortOver(t *testing.T) {
+	var s Sema
+	s.Init(10, 1)
+	require.True(t, s.TryAcquire(8, 0)) // 2 free
+	x, y := new(int), new(int)
+	a := queue(t, &s, context.Background(), 4, x, 1)
+	b := queue(t, &s, context.Background(), 3, y, 2) // another owner's: kept
+	c := queue(t, &s, context.Background(), 2, x, 3) // not over max: kept
+	d := queue(t, &s, context.Background(), 5, x, 4)
+
+	s.AbortOver(x, 2, errAbort)
+	assert.ErrorIs(t, awaitErr(t, "A", a), errAbort)
+	assert.ErrorIs(t, awaitErr(t, "D", d), errAbort)
+	assert.Equal(t, 2, s.Waiting(), "B and C stay queued")
+	s.Release(1, 0)
+	assert.NoError(t, awaitErr(t, "B", b), "B, the head once A left, gets the 2 free and the 1 released")
+	assert.Len(t, c, 0)
+	s.Release(2, 0)
+	assert.NoError(t, awaitErr(t, "C", c))
+	s.Release(5+3+2, 0)
+	checkIdle(t, &s, 10)
+}
+
 // Many goroutines acquire random amounts with random short deadlines while
 // another aborts them at random: no unit is ever handed out twice (the
 // total held never passes the size) and none is lost (all come back).
