@@ -998,6 +998,11 @@ func TestZeroOnFreePipeBlockNotPublished(t *testing.T) {
 	checkNoLeak(t, p)
 	pr, pw := p.NewPipe(0)
 	defer pw.Close()
+	// One byte first, so that ReadFrom reads straight into the block:
+	// at a block boundary it reads into its small buffer and takes no
+	// block before bytes come.
+	_, err = pw.Write([]byte{0})
+	require.NoError(t, err)
 	n, err := pw.ReadFrom(readerFunc(func(q []byte) (int, error) {
 		for i := range q {
 			q[i] = 0xFF
