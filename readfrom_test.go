@@ -570,3 +570,39 @@ func TestPipeReadFromZeroNilForeverEndedByClose(t *testing.T) {
 		pipeCheckNoLeak(t, p, r, w)
 	})
 }
+
+// ReadFrom from a source without a Len method allocates nothing in steady
+// state: its small buffer is the Bytes header's, or the pipe's.
+func TestReadFromZeroAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("under -race sync.Pool drops Puts on purpose, so allocation counts are meaningless")
+	}
+	p := readFromPool(t, false, 256, 4096)
+	src := fill(10<<10, 6)
+	r := bytes.NewReader(nil)
+	hidden := io.Reader(noLen{r}) // boxed once, here
+	b := p.NewBytes(0)
+	defer b.Free()
+	allocs := testing.AllocsPerRun(200, func() {
+		r.Reset(src)
+		if n, err := b.ReadFrom(hidden); n != int64(len(src)) || err != nil {
+			panic(err)
+		}
+		b.Reset()
+	})
+	assert.Equal(t, 0.0, allocs, "Bytes.ReadFrom allocates")
+
+	pr, pw := p.NewPipe(64 << 10)
+	out := make([]byte, len(src))
+	allocs = testing.AllocsPerRun(200, func() {
+		r.Reset(src)
+		if n, err := pw.ReadFrom(hidden); n != int64(len(src)) || err != nil {
+			panic(err)
+		}
+		if _, err := io.ReadFull(pr, out); err != nil {
+			panic(err)
+		}
+	})
+	assert.Equal(t, 0.0, allocs, "PipeWriter.ReadFrom allocates")
+	pipeCheckNoLeak(t, p, pr, pw)
+}
