@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"runtime"
 	"sync"
 
@@ -71,6 +72,8 @@ type state struct {
 	id uint64 // orders the locks of two states (see handTo)
 
 	uses uint32 // how many times NewBytes has issued this header (see shardRecheck)
+
+	probe *[probeSize]byte // ReadFrom's small buffer, borrowed while in use
 }
 
 // lastStateID is the id of the last state made.
@@ -398,23 +401,48 @@ func (b *Bytes) ReadByte() (byte, error) {
 	return c, nil
 }
 
+// probeSize bounds what a ReadFrom reads from its source before it has a
+// block for it (see Bytes.ReadFrom), as bytes.MinRead bounds what
+// bytes.Buffer.ReadFrom asks for at least.
+const probeSize = 512
+
 // ReadFrom appends what it reads from r until io.EOF, which it does not
-// return, or an error, which it does. It reads straight into blocks: each
-// read goes into a fresh block held outside the lock, which then joins b
-// (bytes that fit in the room of b's last block are copied there, so a
-// source that returns short reads does not leave half-empty blocks behind).
+// return, or an error, which it does.
 //
-// ReadFrom never reads more from r than b can take. If b reaches maxLen
-// before r reports io.EOF, ReadFrom returns ErrBytesCapacityTooSmall with
-// everything read so far in b; when r has a Len method (bytes.Reader,
-// strings.Reader, bytes.Buffer) that reports 0, r is taken to be at its end
-// and ReadFrom returns nil instead. Because it reads into a fresh block,
-// ReadFrom needs one block beyond those b holds, and returns ErrPoolTooSmall
-// (or nil, if r has a Len method that reports 0) when b already holds as
-// many blocks as the pool has. It waits for a block like Write. If r
-// panics, or reports a count outside [0, len(p)] (ReadFrom then panics, as
-// bytes.Buffer's does), b keeps what the reads before brought, and nothing
-// of that read.
+// ReadFrom never takes a block that its data does not go into. It reads
+// into the room left in b's last block first. When there is none, it reads
+// up to 512 bytes into a small buffer, and only if bytes come does it take
+// a block (waiting for one like Write), copy them in and, if the source
+// filled the buffer, read on straight into the rest of that block. A reader
+// with a Len method (bytes.Reader, strings.Reader, bytes.Buffer) that
+// reports bytes left is read straight into a new block; one that reports 0
+// is taken to be at its end without a read. So a source at its end needs no
+// block, a source that fits returns n, nil whatever else the pool holds,
+// and a ReadFrom waiting on a slow source holds no empty block.
+//
+// b is unlocked while r.Read runs, so a slow source holds up nobody, and
+// r.Read only ever writes into memory that is not yet b's: the small buffer
+// or a new block. What each read brings joins b as soon as the read
+// returns, in one piece, behind everything written to b until then (with
+// the bytes of the small buffer that went before it into the same new
+// block). So a concurrent Read sees a read's bytes once it returns, and a
+// Write to b while r.Read runs does not wait for it: its bytes go before
+// those of the read in flight, never among them, and no reader can see the
+// two out of that order.
+//
+// ReadFrom never reads more from r than b's maxLen lets b take. If b
+// reaches maxLen before r reports io.EOF, ReadFrom returns
+// ErrBytesCapacityTooSmall with everything read so far in b, or nil if r
+// has a Len method that reports 0. If b's last block is full and b holds as
+// many blocks as the pool has, ReadFrom returns ErrPoolTooSmall (nil if r
+// reports Len 0) after reading one byte from r to learn whether r is at its
+// end: that byte, which b cannot take, is lost. Bytes read while concurrent
+// writes to b took the room they were to go into need a new block; if b
+// then holds as many blocks as the pool has, they are lost likewise.
+//
+// If r panics, or reports a count outside [0, len(p)] (ReadFrom then
+// panics, as bytes.Buffer's does), b keeps what the reads before brought,
+// and nothing of that read, and no block is lost.
 func (b *Bytes) ReadFrom(r io.Reader) (int64, error) {
 	st := b.st
 	c := &st.c
@@ -425,12 +453,19 @@ func (b *Bytes) ReadFrom(r io.Reader) (int64, error) {
 		return 0, ErrClosed
 	}
 	gen, p := st.gen, c.pool
-	blk := noBlock // the block being read into; held outside the chain
+	probe := st.probe // borrowed; concurrent ReadFroms of b make their own
+	st.probe = nil
+	if probe == nil {
+		probe = new([probeSize]byte)
+	}
+	f := freshBlock{blk: noBlock}
 	var err error
+	freed := false
+loop:
 	for {
-		limit := p.blockSize
+		limit := math.MaxInt
 		if st.maxLen > 0 {
-			limit = min(limit, st.maxLen-c.size()-st.pending)
+			limit = st.maxLen - c.size() - st.pending - f.fill
 		}
 		if limit <= 0 {
 			if !drained(r) {
@@ -438,32 +473,63 @@ func (b *Bytes) ReadFrom(r io.Reader) (int64, error) {
 			}
 			break
 		}
-		if blk == noBlock {
+		var buf []byte
+		switch room := c.room(); {
+		case f.blk != noBlock:
+			buf = p.arena.Block(f.blk)[f.fill:] // the rest of the new block
+		case room > 0:
+			buf = probe[:min(room, probeSize)]
+		default:
+			if l, ok := r.(interface{ Len() int }); ok {
+				if l.Len() == 0 {
+					break loop
+				}
+				// r has bytes for a new block: take it first and
+				// read straight into it.
+				if f.blk, err = st.newBlock(p, 0); err != nil {
+					freed = err == ErrClosed
+					break loop
+				}
+				continue // the limit may have changed while we waited
+			}
+			buf = probe[:min(probeSize, p.blockSize)]
 			if p.tooBig(c.held() + 1) {
-				if !drained(r) {
-					err = ErrPoolTooSmall
-				}
-				break
+				// No block to be had: learn whether r is at its end
+				// while risking as little as can be.
+				buf = buf[:1]
 			}
-			var ok bool
-			if blk, ok = p.tryGetBlock(c.shard); !ok {
-				if err = st.waitBlocks(context.Background(), 1, 0); err != nil {
-					break
-				}
-				blk = p.getBlock(c.shard)
-			}
-			continue // the limit may have changed while we waited
 		}
-
-		n, freed, rerr := st.readBlock(p, gen, r, blk, limit)
+		buf = buf[:min(len(buf), limit)]
+		var n int
+		var rerr error
+		n, freed, rerr = st.readUnlocked(p, gen, r, buf, &f)
 		if freed {
 			err = ErrClosed
 			break
 		}
-		if n > 0 && c.appendBlock(blk, n) {
-			blk = noBlock
+		switch {
+		case f.blk != noBlock:
+			f.fill += n
+			total += int64(f.join(c, p))
+		case n > 0 && n <= c.room():
+			fillRoom(c, buf[:n])
+			total += int64(n)
+		case n > 0:
+			// The bytes need a new block: the last one was full, or
+			// writes took its room while r.Read ran.
+			blk, nerr := st.newBlock(p, n)
+			if nerr != nil {
+				freed = nerr == ErrClosed
+				rerr = nerr // the bytes are lost: say why
+				break
+			}
+			f = freshBlock{blk: blk, fill: copy(p.arena.Block(blk), buf[:n])}
+			if n < len(buf) || n == p.blockSize || rerr != nil {
+				// A short read, or the block is full: the source may
+				// have no more for now, so the bytes go to b at once.
+				total += int64(f.join(c, p))
+			}
 		}
-		total += int64(n)
 		if rerr != nil {
 			if rerr != io.EOF {
 				err = rerr
@@ -471,43 +537,94 @@ func (b *Bytes) ReadFrom(r io.Reader) (int64, error) {
 			break
 		}
 	}
-	if blk != noBlock {
-		p.freeBlock(blk, c.shard)
+	if f.blk != noBlock {
+		if freed {
+			p.freeBlock(f.blk, c.shard)
+		} else {
+			total += int64(f.join(c, p))
+		}
 	}
+	if p.zero {
+		clear(probe[:]) // it held the source's bytes
+	}
+	st.probe = probe
 	st.mu.Unlock()
 	runtime.KeepAlive(b)
 	return total, err
 }
 
-// readBlock is one read of a ReadFrom: up to limit bytes from r into the
-// front of block blk of pool p, which the caller holds outside the chain.
-// mu is held on entry and on return, and released during r.Read, so that a
-// slow source holds up nobody; meanwhile limit counts as pending against
-// maxLen. It reports whether b was freed meanwhile (gen is the caller's):
-// the header may then belong to someone else, and the caller must leave
-// st.c alone.
+// freshBlock is a block a ReadFrom took from the pool and reads into with
+// b unlocked: it holds fill bytes from its front, which are not yet b's.
+type freshBlock struct {
+	blk  uint32 // noBlock if none
+	fill int
+}
+
+// join appends the bytes of f to c and returns how many (see appendBlock);
+// f's block joins c, or, if it holds no bytes or they all fit in the room
+// of c's last block, goes back to pool p. f is then empty.
+func (f *freshBlock) join(c *chain, p *BytesPool) int {
+	n := f.fill
+	if f.blk != noBlock && (n == 0 || !c.appendBlock(f.blk, n)) {
+		p.freeBlock(f.blk, c.shard)
+	}
+	*f = freshBlock{blk: noBlock}
+	return n
+}
+
+// newBlock takes a block of pool p for a ReadFrom that holds n bytes in its
+// small buffer, waiting for it like Write (those bytes count against maxLen
+// meanwhile). It is called and returns with mu held, and returns
+// ErrPoolTooSmall if b already holds as many blocks as the pool has, and
+// ErrClosed if b was freed while it waited: the caller must then leave st.c
+// alone.
+func (st *state) newBlock(p *BytesPool, n int) (uint32, error) {
+	if p.tooBig(st.c.held() + 1) {
+		return noBlock, ErrPoolTooSmall
+	}
+	if blk, ok := p.tryGetBlock(st.c.shard); ok {
+		return blk, nil
+	}
+	if err := st.waitBlocks(context.Background(), 1, n); err != nil {
+		return noBlock, err
+	}
+	return p.getBlock(st.c.shard), nil
+}
+
+// readUnlocked is one read of a ReadFrom: r.Read(buf), with mu released
+// meanwhile (it is held on entry and on return), so that a slow source
+// holds up nobody. buf is memory that is not b's, the ReadFrom's small
+// buffer or the rest of f's block. Meanwhile len(buf), and the bytes f
+// holds, count as pending against maxLen. It reports whether b was freed
+// meanwhile (gen is the caller's): the header may then belong to someone
+// else, and the caller must leave st.c alone and free f's block.
 //
-// If r panics, or returns a count outside [0, limit], which breaks the
-// io.Reader contract (readBlock then panics, as bytes.Buffer.ReadFrom
-// does), blk goes back to the pool and pending is restored before the
-// panic goes on, with mu unlocked.
-func (st *state) readBlock(p *BytesPool, gen uint32, r io.Reader, blk uint32, limit int) (n int, freed bool, err error) {
-	st.pending += limit
+// If r panics, or returns a count outside [0, len(buf)], which breaks the
+// io.Reader contract (readUnlocked then panics, as bytes.Buffer.ReadFrom
+// does), the bytes f held before the read join b (or its block goes back
+// to the pool, if b was freed), and pending is restored before the panic
+// goes on, with mu unlocked.
+func (st *state) readUnlocked(p *BytesPool, gen uint32, r io.Reader, buf []byte, f *freshBlock) (n int, freed bool, err error) {
+	hold := len(buf) + f.fill
+	st.pending += hold
 	st.mu.Unlock()
 	done := false
 	defer func() {
 		if !done {
 			st.mu.Lock()
-			st.endPending(gen, limit)
-			p.freeBlock(blk, st.c.shard)
+			if st.endPending(gen, hold) {
+				f.join(&st.c, p)
+			} else if f.blk != noBlock {
+				p.freeBlock(f.blk, st.c.shard)
+			}
 			st.mu.Unlock()
 		}
 	}()
-	n, err = r.Read(p.arena.Block(blk)[:limit])
-	checkReadCount(n, limit)
+	n, err = r.Read(buf)
+	checkReadCount(n, len(buf))
 	done = true
 	st.mu.Lock()
-	return n, !st.endPending(gen, limit), err
+	return n, !st.endPending(gen, hold), err
 }
 
 // checkReadCount panics, as bytes.Buffer.ReadFrom does, if a reader

@@ -97,9 +97,10 @@ type pipe struct {
 
 	// The writer's side, guarded by wturn.
 	wturn    turn
-	wpos     uint64 // the write position: written>>posShift
-	seenRead uint64 // a value of read: the reader is at least this far
-	reserved int    // blocks reserved in the pool and not yet taken
+	wpos     uint64          // the write position: written>>posShift
+	seenRead uint64          // a value of read: the reader is at least this far
+	reserved int             // blocks reserved in the pool and not yet taken
+	probe    [probeSize]byte // ReadFrom's small buffer (see PipeWriter.ReadFrom)
 
 	_       [cacheLineSize]byte
 	written atomic.Uint64 // wpos<<posShift | wclosed | tailFree
@@ -559,9 +560,15 @@ func pipeWrite[T bytesOrString](w *PipeWriter, ctx context.Context, p T) (int, e
 
 // ReadFrom reads from r into the pipe until io.EOF, which it does not
 // return, or an error, which it does; it waits like Write, and holds the
-// writers' turn throughout. It reads straight into the block at the write
-// position, at most to the end of that block, and publishes what each read
-// brings.
+// writers' turn throughout. It publishes what each read brings at once.
+//
+// It never takes a block that its data does not go into. While the write
+// position is in the middle of a block, it reads straight into the rest of
+// that block. At a block boundary it reads up to 512 bytes into a small
+// buffer of the pipe's first, and takes a block (waiting for one like
+// Write) only if bytes come. So a source at its end needs no block, and a
+// ReadFrom waiting on a slow source holds no empty block; it still waits,
+// like Write, while maxBuffered bytes are unread, before it reads on.
 func (w *PipeWriter) ReadFrom(r io.Reader) (int64, error) {
 	pp := w.p
 	ctx := context.Background()
@@ -575,27 +582,51 @@ func (w *PipeWriter) ReadFrom(r io.Reader) (int64, error) {
 		if err := pp.writeErr(); err != nil {
 			return total, err
 		}
-		limit, err := pp.awaitRoom(ctx, int(pp.bs-pp.wpos%pp.bs))
+		off := int(pp.wpos % pp.bs)
+		limit, err := pp.awaitRoom(ctx, int(pp.bs)-off)
 		if err != nil {
 			return total, err
 		}
-		blk, fresh, err := pp.blockAt(ctx, limit)
-		if err == errMoved {
-			continue
+		blk, fresh := noBlock, false
+		var buf []byte
+		if off == 0 {
+			buf = pp.probe[:min(limit, probeSize)]
+		} else {
+			blk, fresh, err = pp.blockAt(ctx, limit)
+			if err == errMoved {
+				continue
+			}
+			if err != nil {
+				return total, err
+			}
+			buf = pp.pool.arena.Block(blk)[off : off+limit]
 		}
-		if err != nil {
-			return total, err
-		}
-		n, rerr := pp.readInto(r, blk, fresh, limit)
+		n, rerr := pp.readInto(r, buf, blk, fresh)
 		if err := pp.writeErr(); err != nil {
-			pp.giveBack(blk, fresh)
+			if blk != noBlock {
+				pp.giveBack(blk, fresh)
+			}
 			return total, err
 		}
-		if n == 0 {
-			pp.giveBack(blk, fresh)
-		} else if !pp.publish(pp.wpos + uint64(n)) {
-			pp.giveBack(blk, fresh)
-			return total, io.ErrClosedPipe
+		if blk == noBlock && n > 0 {
+			// Bytes came into the small buffer: now they need a
+			// block. wpos is at a boundary, which only the writer
+			// moves, so blockAt returns a fresh block.
+			if blk, fresh, err = pp.blockAt(ctx, n); err != nil {
+				return total, err
+			}
+			copy(pp.pool.arena.Block(blk), buf[:n])
+			if pp.pool.zero {
+				clear(buf[:n]) // it held the source's bytes
+			}
+		}
+		if blk != noBlock {
+			if n == 0 {
+				pp.giveBack(blk, fresh)
+			} else if !pp.publish(pp.wpos + uint64(n)) {
+				pp.giveBack(blk, fresh)
+				return total, io.ErrClosedPipe
+			}
 		}
 		total += int64(n)
 		if rerr == io.EOF {
@@ -607,21 +638,21 @@ func (w *PipeWriter) ReadFrom(r io.Reader) (int64, error) {
 	}
 }
 
-// readInto is one read of a ReadFrom: up to limit bytes from r into block
-// blk at the write position; fresh is as blockAt returned it. If r panics,
-// or returns a count outside [0, limit], which breaks the io.Reader
-// contract (readInto then panics, as bytes.Buffer.ReadFrom does), the
-// block goes back (see giveBack) before the panic goes on.
-func (pp *pipe) readInto(r io.Reader, blk uint32, fresh bool, limit int) (int, error) {
+// readInto is one read of a ReadFrom: r.Read(buf), where buf is the rest of
+// block blk from the write position (fresh is as blockAt returned it), or,
+// with blk noBlock, the pipe's small buffer. If r panics, or returns a
+// count outside [0, len(buf)], which breaks the io.Reader contract
+// (readInto then panics, as bytes.Buffer.ReadFrom does), the block goes
+// back (see giveBack) before the panic goes on.
+func (pp *pipe) readInto(r io.Reader, buf []byte, blk uint32, fresh bool) (int, error) {
 	done := false
 	defer func() {
-		if !done {
+		if !done && blk != noBlock {
 			pp.giveBack(blk, fresh)
 		}
 	}()
-	off := int(pp.wpos % pp.bs)
-	n, err := r.Read(pp.pool.arena.Block(blk)[off : off+limit])
-	checkReadCount(n, limit)
+	n, err := r.Read(buf)
+	checkReadCount(n, len(buf))
 	done = true
 	return n, err
 }
