@@ -433,12 +433,14 @@ const probeSize = 512
 // ReadFrom never reads more from r than b's maxLen lets b take. If b
 // reaches maxLen before r reports io.EOF, ReadFrom returns
 // ErrBytesCapacityTooSmall with everything read so far in b, or nil if r
-// has a Len method that reports 0. If b's last block is full and b holds as
-// many blocks as the pool has, ReadFrom returns ErrPoolTooSmall (nil if r
-// reports Len 0) after reading one byte from r to learn whether r is at its
-// end: that byte, which b cannot take, is lost. Bytes read while concurrent
-// writes to b took the room they were to go into need a new block; if b
-// then holds as many blocks as the pool has, they are lost likewise.
+// has a Len method that reports 0. Likewise, if b's last block is full and
+// b holds as many blocks as the pool has, ReadFrom returns ErrPoolTooSmall
+// without reading r (nil if r reports Len 0), so a source that fills the
+// pool exactly ends in ErrPoolTooSmall unless it has a Len method. The one
+// case where bytes read are lost: bytes read into the small buffer while
+// concurrent writes to b took the room they were to go into need a new
+// block; if b then holds as many blocks as the pool has, those bytes are
+// dropped and ReadFrom returns ErrPoolTooSmall.
 //
 // If r panics, or reports a count outside [0, len(p)] (ReadFrom then
 // panics, as bytes.Buffer's does), b keeps what the reads before brought,
@@ -492,12 +494,14 @@ loop:
 				}
 				continue // the limit may have changed while we waited
 			}
-			buf = probe[:min(probeSize, p.blockSize)]
 			if p.tooBig(c.held() + 1) {
-				// No block to be had: learn whether r is at its end
-				// while risking as little as can be.
-				buf = buf[:1]
+				// No block to be had, ever, while b holds what it
+				// holds: r is not read, so nothing it has is lost,
+				// as with maxLen above.
+				err = ErrPoolTooSmall
+				break loop
 			}
+			buf = probe[:min(probeSize, p.blockSize)]
 		}
 		buf = buf[:min(len(buf), limit)]
 		var n int
@@ -510,7 +514,7 @@ loop:
 		switch {
 		case f.blk != noBlock:
 			f.fill += n
-			total += int64(f.join(c, p))
+			total += int64(st.join(&f))
 		case n > 0 && n <= c.room():
 			fillRoom(c, buf[:n])
 			total += int64(n)
@@ -527,7 +531,7 @@ loop:
 			if n < len(buf) || n == p.blockSize || rerr != nil {
 				// A short read, or the block is full: the source may
 				// have no more for now, so the bytes go to b at once.
-				total += int64(f.join(c, p))
+				total += int64(st.join(&f))
 			}
 		}
 		if rerr != nil {
@@ -541,7 +545,7 @@ loop:
 		if freed {
 			p.freeBlock(f.blk, c.shard)
 		} else {
-			total += int64(f.join(c, p))
+			total += int64(st.join(&f))
 		}
 	}
 	if p.zero {
@@ -560,13 +564,18 @@ type freshBlock struct {
 	fill int
 }
 
-// join appends the bytes of f to c and returns how many (see appendBlock);
-// f's block joins c, or, if it holds no bytes or they all fit in the room
-// of c's last block, goes back to pool p. f is then empty.
-func (f *freshBlock) join(c *chain, p *BytesPool) int {
-	n := f.fill
-	if f.blk != noBlock && (n == 0 || !c.appendBlock(f.blk, n)) {
-		p.freeBlock(f.blk, c.shard)
+// join appends the bytes of f to b and returns how many (see appendBlock);
+// f's block joins b, or, if it holds no bytes or they all fit in the room
+// of b's last block, goes back to the pool. f is then empty. Called with
+// mu held, while b is the caller's.
+func (st *state) join(f *freshBlock) int {
+	n, c := f.fill, &st.c
+	if f.blk != noBlock {
+		if n > 0 && c.appendBlock(f.blk, n) {
+			st.grew()
+		} else {
+			c.pool.freeBlock(f.blk, c.shard)
+		}
 	}
 	*f = freshBlock{blk: noBlock}
 	return n
@@ -613,7 +622,7 @@ func (st *state) readUnlocked(p *BytesPool, gen uint32, r io.Reader, buf []byte,
 		if !done {
 			st.mu.Lock()
 			if st.endPending(gen, hold) {
-				f.join(&st.c, p)
+				st.join(f)
 			} else if f.blk != noBlock {
 				p.freeBlock(f.blk, st.c.shard)
 			}

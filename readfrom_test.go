@@ -135,10 +135,20 @@ func TestReadFromExactlyOneBlock(t *testing.T) {
 				data := fill(bs, 3)
 				var n int64
 				var err error
-				within(t, "ReadFrom", func() { n, err = b.ReadFrom(noLen{bytes.NewReader(data)}) })
+				// With a Len method r says it is at its end; without,
+				// ReadFrom cannot know without reading a byte it has
+				// nowhere to put, so it stops with ErrPoolTooSmall.
+				within(t, "ReadFrom", func() { n, err = b.ReadFrom(bytes.NewReader(data)) })
 				require.NoError(t, err)
 				assert.Equal(t, int64(bs), n)
 				assert.Equal(t, 1, p.Stats().BlocksInUse)
+				assert.Equal(t, data, readAll(t, b))
+
+				src := bytes.NewReader(append(data, 'x'))
+				within(t, "ReadFrom", func() { n, err = b.ReadFrom(noLen{src}) })
+				require.ErrorIs(t, err, ErrPoolTooSmall)
+				assert.Equal(t, int64(bs), n)
+				assert.Equal(t, 1, src.Len(), "ReadFrom read past what b could take")
 				assert.Equal(t, data, readAll(t, b))
 			})
 		}

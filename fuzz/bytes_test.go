@@ -1,14 +1,16 @@
 package fuzz
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/zjj/bytespool"
 )
 
 // Header of FuzzBytesOps: block size, pool cap, maxLen, and the odd bytes
-// of a MaxMemory that is not a multiple of the block size.
+// of a MaxMemory that is not a multiple of the block size (an error).
 const (
 	bhBlockSize = iota
 	bhCap
@@ -35,8 +37,8 @@ const (
 )
 
 // capFor decodes the pool cap: unlimited, one block, 2..8 blocks, 9..72
-// blocks; MaxMemory may carry up to bs-1 extra bytes, which the pool rounds
-// away.
+// blocks; MaxMemory may carry up to bs-1 extra bytes, which New rejects
+// (runBytesOps checks that, then uses the whole blocks).
 func capFor(sel, extra byte, bs int) (capBlocks, maxMemory int) {
 	switch sel % 4 {
 	case 0:
@@ -86,6 +88,13 @@ func runBytesOps(t *testing.T, data []byte) {
 	capBlocks, maxMemory := capFor(h[bhCap], h[bhExtra], bs)
 	maxLen := maxLenFor(h[bhMaxLen], bs)
 
+	if maxMemory%bs != 0 {
+		_, err := bytespool.New(bytespool.Config{MaxMemory: maxMemory, BlockSize: bs})
+		if !errors.Is(err, bytespool.ErrInvalidConfig) || !strings.Contains(err.Error(), "MaxMemory") {
+			t.Fatalf("New(MaxMemory %d, BlockSize %d) = %v; want ErrInvalidConfig naming MaxMemory", maxMemory, bs, err)
+		}
+		maxMemory = capBlocks * bs
+	}
 	p, err := bytespool.New(bytespool.Config{MaxMemory: maxMemory, BlockSize: bs})
 	if err != nil {
 		t.Fatalf("New(MaxMemory %d, BlockSize %d): %v", maxMemory, bs, err)

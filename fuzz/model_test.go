@@ -17,9 +17,12 @@ import (
 //     ceil(rest/blockSize) new blocks, each filled from offset 0.
 //   - Reading frees a block as soon as its off reaches its end, the last one
 //     included, so an empty Bytes holds no block.
-//   - ReadFrom reads each time into a private block, copies the head of what
-//     it read into the room of the last block, and lets the private block
-//     join holding the rest, as the extent [copied, n).
+//   - ReadFrom (from a bytes.Reader, which has a Len method) fills the room
+//     of the last block first; once that is full it takes a new block for
+//     a source that has bytes left, reads up to a block into it, and the
+//     block joins holding them. It takes no block for a source at its end,
+//     and fails with ErrPoolTooSmall, reading nothing, where the Bytes
+//     already holds every block of the pool.
 type bytesModel struct {
 	bs, capBlocks, maxLen int
 	closed                bool
@@ -155,6 +158,18 @@ func (m *bytesModel) ReadFrom(src []byte) (total int64, left int, err error) {
 				return total, len(src), bytespool.ErrBytesCapacityTooSmall
 			}
 			return total, 0, nil
+		}
+		if r := m.room(); !private && r > 0 {
+			// The room of the last block first, with no new block.
+			if len(src) == 0 {
+				return total, 0, nil
+			}
+			n := min(limit, r, len(src))
+			m.fill(src[:n])
+			src = src[n:]
+			total += int64(n)
+			m.check()
+			continue
 		}
 		if !private {
 			if m.tooBig(len(m.blocks) + 1) {

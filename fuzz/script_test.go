@@ -98,17 +98,37 @@ func (s *script) readFrom(name string, b *bytespool.Bytes, m *bytesModel, src []
 	}
 }
 
-// writeTo is WriteTo into a bytes.Buffer.
+// writeTo is WriteTo into an appendingWriter.
 func (s *script) writeTo(name string, b *bytespool.Bytes, m *bytesModel) {
 	s.t.Helper()
-	s.op("%sWriteTo(bytes.Buffer)", name)
-	var buf bytes.Buffer
-	got, err := b.WriteTo(&buf)
+	s.op("%sWriteTo(appendingWriter)", name)
+	var w appendingWriter
+	got, err := b.WriteTo(&w)
 	want, werr := m.WriteTo()
 	s.check("WriteTo", got, err, int64(len(want)), werr)
-	if !bytes.Equal(buf.Bytes(), want) {
-		s.fail("WriteTo wrote %x; want %x", buf.Bytes(), want)
+	if !bytes.Equal(w.buf.Bytes(), want) {
+		s.fail("WriteTo wrote %x; want %x", w.buf.Bytes(), want)
 	}
+	if w.overCap > 0 {
+		s.fail("WriteTo handed its writer %d slices with cap > len", w.overCap)
+	}
+}
+
+// appendingWriter is a bytes.Buffer that also appends a byte to every slice
+// it is given, as some framers do: a slice with room past its bytes would
+// let it write into the pool's next block, which the model then catches as
+// another Bytes' (or a later op's) data changing. It counts such slices.
+type appendingWriter struct {
+	buf     bytes.Buffer
+	overCap int
+}
+
+func (w *appendingWriter) Write(p []byte) (int, error) {
+	if cap(p) != len(p) {
+		w.overCap++
+	}
+	_ = append(p, 0xee)
+	return w.buf.Write(p)
 }
 
 // checkLen fails unless b's Len is the model's.
