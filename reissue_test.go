@@ -77,7 +77,7 @@ func TestReissueUnderParkedCalls(t *testing.T) {
 			time.Sleep(time.Millisecond) // wt2 reaches its wait for the turn
 
 			b.Free()
-			nb := p.NewBytes(0) // most often b's header again
+			nb := p.NewBytes(0)                // most often b's header again
 			mine := fill(bs-7, byte(10+round)) // the one free block: wt1 still holds b's
 			writeAll(t, nb, mine)
 			close(gw.open)
