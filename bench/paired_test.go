@@ -116,7 +116,7 @@ func BenchmarkPaired(b *testing.B) {
 			pairUp(b, timed(pair.op), timed(pair.ref))
 		})
 	}
-	for _, pair := range [][2]string{{"bytespool", "floor"}, {"spsc", "floor"}, {"bytespool", "spsc"}} {
+	for _, pair := range [][2]string{{"bytespool", "floor"}, {"spsc", "floor"}, {"bytespool", "spsc"}, {"condring", "floor"}, {"bytespool", "condring"}} {
 		b.Run(pairName("Pipe64MiB", pair[0], pair[1]), func(b *testing.B) {
 			src, dst := payload(pipeBound, 0), make([]byte, pipeBound)
 			timed := func(run pipeRun) func() time.Duration {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"runtime"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -42,6 +43,7 @@ var pipePeers = []pipePeer{
 	{"io-pipe", setupIOPipe},
 	{"nio", setupNio},
 	{"ringbuffer", setupRingBuffer},
+	{"condring", setupCondRing},
 	{"floor", setupPipeFloor},
 }
 
@@ -141,6 +143,103 @@ func (w ringWriter) CloseWithError(err error) error {
 	} else {
 		w.RingBuffer.CloseWithError(err)
 	}
+	return nil
+}
+
+// setupCondRing: the plain pipe any Go programmer could write: a 1 MiB ring
+// under one sync.Mutex, with a sync.Cond for "not empty" that the reader
+// waits on and one for "not full" that the writer waits on. The ring is
+// reused from op to op (each op drains it).
+func setupCondRing() pipeRun {
+	buf := make([]byte, pipeBound)
+	return func(src, dst []byte, total, chunk int) (int64, error) {
+		c := newCondRing(buf)
+		return transfer(condReader{c}, condWriter{c}, src, dst, total, chunk)
+	}
+}
+
+// condRing is the pipe of setupCondRing: buf[r%len(buf):] holds n unread
+// bytes, wrapping around.
+type condRing struct {
+	mu                sync.Mutex
+	notEmpty, notFull sync.Cond
+	buf               []byte
+	r, n              int
+	werr, rerr        error // set when the write or read end closes
+	wclosed, rclosed  bool
+}
+
+func newCondRing(buf []byte) *condRing {
+	c := &condRing{buf: buf}
+	c.notEmpty.L, c.notFull.L = &c.mu, &c.mu
+	return c
+}
+
+func (c *condRing) write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	written := 0
+	for len(p) > 0 {
+		for c.n == len(c.buf) && !c.rclosed {
+			c.notFull.Wait()
+		}
+		if c.rclosed {
+			return written, c.rerr
+		}
+		w := (c.r + c.n) % len(c.buf)
+		k := copy(c.buf[w:min(len(c.buf), w+len(c.buf)-c.n)], p)
+		c.n += k
+		written += k
+		p = p[k:]
+		c.notEmpty.Signal()
+	}
+	return written, nil
+}
+
+func (c *condRing) read(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.n == 0 && !c.wclosed {
+		c.notEmpty.Wait()
+	}
+	if c.n == 0 {
+		return 0, c.werr
+	}
+	k := copy(p, c.buf[c.r:min(len(c.buf), c.r+c.n)])
+	if c.r += k; c.r == len(c.buf) {
+		c.r = 0
+	}
+	c.n -= k
+	c.notFull.Signal()
+	return k, nil
+}
+
+// condReader and condWriter are the two ends of a condRing.
+type (
+	condReader struct{ *condRing }
+	condWriter struct{ *condRing }
+)
+
+func (r condReader) Read(p []byte) (int, error) { return r.read(p) }
+
+func (r condReader) Close() error {
+	r.mu.Lock()
+	r.rclosed, r.rerr = true, io.ErrClosedPipe
+	r.notFull.Broadcast()
+	r.mu.Unlock()
+	return nil
+}
+
+func (w condWriter) Write(p []byte) (int, error) { return w.write(p) }
+
+func (w condWriter) CloseWithError(err error) error {
+	if err == nil {
+		err = io.EOF
+	}
+	w.mu.Lock()
+	w.wclosed, w.werr = true, err
+	w.notEmpty.Broadcast()
+	w.mu.Unlock()
 	return nil
 }
 
