@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"runtime"
 	"testing"
 
 	"github.com/zjj/bytespool"
@@ -8,6 +9,7 @@ import (
 
 func init() {
 	gcPeers = append([]gcPeer{{"bytespool", holdBytespool}}, gcPeers...)
+	gcGoalPeers = append([]gcGoalPeer{{"bytespool", holdBytespoolGoal}}, gcGoalPeers...)
 }
 
 // holdBytespool holds the data in 256 Bytes of 1 MiB each, from a pool
@@ -28,5 +30,22 @@ func holdBytespool(b *testing.B) func() {
 			buf.Free()
 		}
 		clear(held)
+	}
+}
+
+// holdBytespoolGoal holds 1 MiB in one Bytes of a pool capped at 1 GiB,
+// BenchmarkGCGoal's holder.
+func holdBytespoolGoal(tb testing.TB) func() {
+	p, err := bytespool.New(bytespool.Config{MaxMemory: 1 << 30})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	buf := p.NewBytes(0)
+	if _, err := buf.Write(payload(1<<20, 0)); err != nil {
+		tb.Fatal(err)
+	}
+	return func() {
+		buf.Free()
+		runtime.KeepAlive(p)
 	}
 }

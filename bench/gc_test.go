@@ -2,6 +2,8 @@ package bench
 
 import (
 	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
 	"testing"
 )
 
@@ -97,4 +99,156 @@ func holdFloor(*testing.B) func() {
 		held[i] = byte(i) // fault the pages in, as the other peers do
 	}
 	return func() { runtime.KeepAlive(held) }
+}
+
+// gcCPUStats reads the collector's CPU time so far, all of it and that of
+// its pauses, in seconds, and the number of cycles it has completed. The
+// runtime adds a cycle's CPU time to these counters at the cycle's mark
+// termination, so after runtime.GC returns they include it.
+func gcCPUStats() (total, pause float64, cycles uint64) {
+	s := []metrics.Sample{
+		{Name: "/cpu/classes/gc/total:cpu-seconds"},
+		{Name: "/cpu/classes/gc/pause:cpu-seconds"},
+		{Name: "/gc/cycles/total:gc-cycles"},
+	}
+	metrics.Read(s)
+	return s[0].Value.Float64(), s[1].Value.Float64(), s[2].Value.Uint64()
+}
+
+// BenchmarkGCCPU measures the CPU work of a garbage collection while the
+// gcPeers hold their data, as BenchmarkGC does, but from the runtime's own
+// account rather than the wall clock: the growth of
+// /cpu/classes/gc/total:cpu-seconds over b.N forced cycles, divided by the
+// cycles /gc/cycles/total counted, reported as gc-cpu-ns/cycle (and the
+// part spent in the two stop-the-world pauses as gc-pause-cpu-ns/cycle).
+// The runtime counts a pause as GOMAXPROCS times its length, and mark work
+// by the wall clock of the workers, so the figures are estimates that a
+// busy machine inflates; compare them between peers of one run, not with
+// other measures of CPU time. Sweeping is not in them (it is counted as
+// the program's own time), and neither are the cleanups that run.
+//
+// The data is made once per peer, as in BenchmarkGC.
+func BenchmarkGCCPU(b *testing.B) {
+	for _, peer := range gcPeers {
+		var release func()
+		b.Run("peer="+peer.name, func(b *testing.B) {
+			if release == nil {
+				release = peer.hold(b)
+			}
+			runtime.GC()
+			b.ReportAllocs()
+			total0, pause0, cycles0 := gcCPUStats()
+			b.ResetTimer()
+			for range b.N {
+				runtime.GC()
+			}
+			b.StopTimer()
+			total1, pause1, cycles1 := gcCPUStats()
+			n := float64(cycles1 - cycles0)
+			b.ReportMetric((total1-total0)*1e9/n, "gc-cpu-ns/cycle")
+			b.ReportMetric((pause1-pause0)*1e9/n, "gc-pause-cpu-ns/cycle")
+		})
+		if release != nil {
+			release()
+			release = nil // the closure b.Run keeps refers to it
+		}
+		settleHeap()
+	}
+}
+
+// The garbage loop of BenchmarkGCGoal.
+const (
+	gcGoalGarbage = 800_000_000 // bytes of garbage per op
+	gcGoalChunk   = 8 << 10     // bytes per object
+)
+
+// gcGoalSink keeps each object of the garbage loop on the heap.
+var gcGoalSink []byte
+
+// A gcGoalPeer is one holder of BenchmarkGCGoal.
+type gcGoalPeer struct {
+	name string
+	// hold makes what the peer holds during the loop and returns a
+	// function that releases it.
+	hold func(tb testing.TB) (release func())
+}
+
+// gcGoalPeers are the holders of BenchmarkGCGoal and TestGCGoal. bytespool
+// puts itself first (gc_bytespool_test.go).
+var gcGoalPeers = []gcGoalPeer{
+	{"none", func(testing.TB) func() { return func() {} }},
+}
+
+// makeGarbage allocates gcGoalGarbage bytes of short-lived gcGoalChunk-byte
+// objects and returns the collections that completed meanwhile and the
+// heap goal (/gc/heap/goal:bytes, MemStats.NextGC) at the end.
+func makeGarbage() (cycles, goal uint64) {
+	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}, {Name: "/gc/heap/goal:bytes"}}
+	metrics.Read(s)
+	cycles0 := s[0].Value.Uint64()
+	for range gcGoalGarbage / gcGoalChunk {
+		gcGoalSink = make([]byte, gcGoalChunk)
+	}
+	gcGoalSink = nil
+	metrics.Read(s)
+	return s[0].Value.Uint64() - cycles0, s[1].Value.Uint64()
+}
+
+// settleHeap collects twice, so that what sync.Pools and earlier
+// benchmarks dropped is gone and the heap goal reflects what is held now.
+func settleHeap() {
+	runtime.GC()
+	runtime.GC()
+}
+
+// BenchmarkGCGoal: one op allocates 800 MB of short-lived 8 KiB garbage
+// while a 1 GiB pool holds 1 MiB (bytespool), or while nothing is held
+// (none). It reports the collections per op as gc-cycles and the heap
+// goal at the end of the last op as heap-goal-MiB. A pool whose arena is Go
+// heap memory raises the goal by the arena's size, so the collector runs
+// far less often than with nothing held: SPEC 14 asks for an arena outside
+// the heap, after which the two should match.
+func BenchmarkGCGoal(b *testing.B) {
+	for _, peer := range gcGoalPeers {
+		var release func()
+		b.Run("peer="+peer.name, func(b *testing.B) {
+			if release == nil {
+				release = peer.hold(b)
+			}
+			settleHeap()
+			b.SetBytes(gcGoalGarbage)
+			b.ResetTimer()
+			var cycles, goal uint64
+			for range b.N {
+				var c uint64
+				c, goal = makeGarbage()
+				cycles += c
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(cycles)/float64(b.N), "gc-cycles")
+			b.ReportMetric(float64(goal)/(1<<20), "heap-goal-MiB")
+		})
+		if release != nil {
+			release()
+			release = nil // the closure b.Run keeps refers to it
+		}
+		settleHeap()
+		debug.FreeOSMemory()
+	}
+}
+
+// TestGCGoal runs BenchmarkGCGoal's loop once for each holder and logs the
+// collections and the heap goal (go test -v -run GCGoal). It checks
+// nothing yet: the figures change when the arena leaves the Go heap.
+func TestGCGoal(t *testing.T) {
+	for _, peer := range gcGoalPeers {
+		release := peer.hold(t)
+		settleHeap()
+		cycles, goal := makeGarbage()
+		release()
+		settleHeap()
+		t.Logf("peer=%s: %d GC cycles while allocating %d MB of %d-byte garbage, then a heap goal of %d MiB",
+			peer.name, cycles, gcGoalGarbage/1_000_000, gcGoalChunk, goal>>20)
+	}
+	debug.FreeOSMemory()
 }

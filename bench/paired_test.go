@@ -38,6 +38,9 @@ import (
 //     time runs from the first start to the last finish. For
 //     Small1KiBParallel, also the fenced bound against the reference.
 //     There is no unsynced bound here: it is for one goroutine only.
+//   - Small1KiB, Small1KiBParallel and Stream2MiBParallel: bytespool
+//     against the two capped peers, original and kafka (the bench issue
+//     asks bytespool to be at least 3x faster than each there).
 //   - Pipe64MiB: bytespool and the spsc reference (see setupPipeSPSC)
 //     against the floor, and bytespool against spsc: what moving bytes
 //     between two goroutines costs, and what bytespool's pipe adds to it.
@@ -78,13 +81,19 @@ func BenchmarkPaired(b *testing.B) {
 		{small, "bound", "unsynced"},
 		{small, "bytespool", "bound"},
 		{small, "fenced", "syncpool-buffer"},
+		{small, "bytespool", "original"},
+		{small, "bytespool", "kafka"},
 		{streamPar, "bytespool", "floor"},
 		{streamPar, "bound", "floor"},
 		{streamPar, "bytespool", "bound"},
+		{streamPar, "bytespool", "original"},
+		{streamPar, "bytespool", "kafka"},
 		{smallPar, "bytespool", "syncpool-buffer"},
 		{smallPar, "bound", "syncpool-buffer"},
 		{smallPar, "bytespool", "bound"},
 		{smallPar, "fenced", "syncpool-buffer"},
+		{smallPar, "bytespool", "original"},
+		{smallPar, "bytespool", "kafka"},
 	} {
 		w := pair.w
 		b.Run(pairName(w.name, pair.op, pair.ref), func(b *testing.B) {
@@ -107,7 +116,7 @@ func BenchmarkPaired(b *testing.B) {
 			pairUp(b, timed(pair.op), timed(pair.ref))
 		})
 	}
-	for _, pair := range [][2]string{{"bytespool", "floor"}, {"spsc", "floor"}, {"bytespool", "spsc"}} {
+	for _, pair := range [][2]string{{"bytespool", "floor"}, {"spsc", "floor"}, {"bytespool", "spsc"}, {"condring", "floor"}, {"bytespool", "condring"}} {
 		b.Run(pairName("Pipe64MiB", pair[0], pair[1]), func(b *testing.B) {
 			src, dst := payload(pipeBound, 0), make([]byte, pipeBound)
 			timed := func(run pipeRun) func() time.Duration {

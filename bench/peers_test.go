@@ -11,6 +11,7 @@ import (
 	"github.com/oxtoacart/bpool"
 	"github.com/valyala/bytebufferpool"
 
+	"github.com/zjj/bytespool/bench/internal/kafka"
 	"github.com/zjj/bytespool/bench/internal/original"
 )
 
@@ -48,6 +49,7 @@ var bufferPeers = []bufferPeer{
 	{"bpool", setupBpool},
 	{"djherbis-buffer", setupDjherbisBuffer},
 	{"original", setupOriginal},
+	{"kafka", setupKafka},
 	{"floor", setupFloor},
 }
 
@@ -237,6 +239,35 @@ func setupFloor(size int) func() roundTrip {
 			}
 			for off := 0; off < len(dst); off += chunk {
 				copy(dst[off:off+chunk], buf[off:off+chunk])
+			}
+			return nil
+		}
+	}
+}
+
+// setupKafka: the Kafka producer's BufferPool design (package kafka), capped
+// at the same 100 MiB: one mutex, a FIFO deque of free 4 KiB blocks, and a
+// FIFO of waiters, each with a sync.Cond of its own. A buffer is a chain of
+// its blocks, with its header from a sync.Pool; a write allocates every
+// block it needs with one Allocate, a read that empties blocks gives them
+// back with one Deallocate.
+func setupKafka(int) func() roundTrip {
+	p := kafka.NewPool(poolMemory, blockSize)
+	return func() roundTrip {
+		return func(src, dst []byte, chunk int) error {
+			buf := p.NewBuffer()
+			defer buf.Free()
+			for off := 0; off < len(src); off += chunk {
+				if _, err := buf.Write(src[off : off+chunk]); err != nil {
+					return err
+				}
+			}
+			for off := 0; off < len(dst); off += chunk {
+				p := dst[off : off+chunk]
+				n, err := buf.Read(p)
+				if err := readChunk(n, err, p); err != nil {
+					return err
+				}
 			}
 			return nil
 		}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"runtime"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -42,6 +43,7 @@ var pipePeers = []pipePeer{
 	{"io-pipe", setupIOPipe},
 	{"nio", setupNio},
 	{"ringbuffer", setupRingBuffer},
+	{"condring", setupCondRing},
 	{"floor", setupPipeFloor},
 }
 
@@ -144,6 +146,103 @@ func (w ringWriter) CloseWithError(err error) error {
 	return nil
 }
 
+// setupCondRing: the plain pipe any Go programmer could write: a 1 MiB ring
+// under one sync.Mutex, with a sync.Cond for "not empty" that the reader
+// waits on and one for "not full" that the writer waits on. The ring is
+// reused from op to op (each op drains it).
+func setupCondRing() pipeRun {
+	buf := make([]byte, pipeBound)
+	return func(src, dst []byte, total, chunk int) (int64, error) {
+		c := newCondRing(buf)
+		return transfer(condReader{c}, condWriter{c}, src, dst, total, chunk)
+	}
+}
+
+// condRing is the pipe of setupCondRing: buf[r%len(buf):] holds n unread
+// bytes, wrapping around.
+type condRing struct {
+	mu                sync.Mutex
+	notEmpty, notFull sync.Cond
+	buf               []byte
+	r, n              int
+	werr, rerr        error // set when the write or read end closes
+	wclosed, rclosed  bool
+}
+
+func newCondRing(buf []byte) *condRing {
+	c := &condRing{buf: buf}
+	c.notEmpty.L, c.notFull.L = &c.mu, &c.mu
+	return c
+}
+
+func (c *condRing) write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	written := 0
+	for len(p) > 0 {
+		for c.n == len(c.buf) && !c.rclosed {
+			c.notFull.Wait()
+		}
+		if c.rclosed {
+			return written, c.rerr
+		}
+		w := (c.r + c.n) % len(c.buf)
+		k := copy(c.buf[w:min(len(c.buf), w+len(c.buf)-c.n)], p)
+		c.n += k
+		written += k
+		p = p[k:]
+		c.notEmpty.Signal()
+	}
+	return written, nil
+}
+
+func (c *condRing) read(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.n == 0 && !c.wclosed {
+		c.notEmpty.Wait()
+	}
+	if c.n == 0 {
+		return 0, c.werr
+	}
+	k := copy(p, c.buf[c.r:min(len(c.buf), c.r+c.n)])
+	if c.r += k; c.r == len(c.buf) {
+		c.r = 0
+	}
+	c.n -= k
+	c.notFull.Signal()
+	return k, nil
+}
+
+// condReader and condWriter are the two ends of a condRing.
+type (
+	condReader struct{ *condRing }
+	condWriter struct{ *condRing }
+)
+
+func (r condReader) Read(p []byte) (int, error) { return r.read(p) }
+
+func (r condReader) Close() error {
+	r.mu.Lock()
+	r.rclosed, r.rerr = true, io.ErrClosedPipe
+	r.notFull.Broadcast()
+	r.mu.Unlock()
+	return nil
+}
+
+func (w condWriter) Write(p []byte) (int, error) { return w.write(p) }
+
+func (w condWriter) CloseWithError(err error) error {
+	if err == nil {
+		err = io.EOF
+	}
+	w.mu.Lock()
+	w.wclosed, w.werr = true, err
+	w.notEmpty.Broadcast()
+	w.mu.Unlock()
+	return nil
+}
+
 // setupPipeFloor: no library and no second goroutine: each chunk is copied
 // into a 1 MiB ring and out of it again, the two copies a pipe implies.
 func setupPipeFloor() pipeRun {
@@ -170,14 +269,16 @@ func setupPipeFloor() pipeRun {
 // ring of chunk-sized slots with one single-producer single-consumer
 // position per side: per chunk, the producer waits for a free slot, copies
 // in and stores its position; the consumer waits for a full slot, copies
-// out and stores its position. It waits by spinning (yielding after a
-// while), never parks, takes no memory from a pool and has no turns, no
+// out and stores its position. A side that must wait spins a little, then
+// parks (see spscWaiter): on a machine whose cores are shared, a side that
+// only spins can burn a whole time slice of the OS while the side it waits
+// for is not running. It takes no memory from a pool and has no turns, no
 // close and no error paths: it assumes one writer, one reader, and chunks
 // that divide the ring and total. Against the floor it shows what moving
 // the bytes between two cores costs; bytespool against it, what bytespool's
 // pipe adds.
 func setupPipeSPSC() pipeRun {
-	r := &spscRing{buf: make([]byte, pipeBound)}
+	r := newSPSCRing(pipeBound)
 	return func(src, dst []byte, total, chunk int) (int64, error) {
 		n := uint64(total / chunk)
 		first := r.written.Load() // the previous op read every chunk it wrote
@@ -188,6 +289,7 @@ func setupPipeSPSC() pipeRun {
 				o := int((i - first) * uint64(chunk) % uint64(len(src)))
 				copy(r.slot(i, chunk), src[o:o+chunk])
 				r.written.Store(i + 1)
+				r.consumer.wake()
 			}
 		}()
 		o := 0
@@ -195,6 +297,7 @@ func setupPipeSPSC() pipeRun {
 			r.awaitWritten(i)
 			copy(dst[o:o+chunk], r.slot(i, chunk))
 			r.read.Store(i + 1)
+			r.producer.wake()
 			if o += chunk; o == len(dst) {
 				o = 0
 			}
@@ -206,7 +309,7 @@ func setupPipeSPSC() pipeRun {
 
 // spscRing is the ring of setupPipeSPSC. Chunk i lives in slot i mod the
 // number of slots; written and read count the chunks each side is done
-// with, and sit on cache lines of their own.
+// with, and sit on cache lines of their own, as do the two sides' waiters.
 //
 // Why it is correct: only the producer stores written and only the
 // consumer stores read, each after its copy of a chunk, and each side
@@ -218,37 +321,82 @@ func setupPipeSPSC() pipeRun {
 // there is no ABA. TestPipes moves four times the ring through it, twice,
 // and checks every byte.
 type spscRing struct {
-	buf     []byte
-	_       [64]byte
-	written atomic.Uint64
-	_       [64]byte
-	read    atomic.Uint64
-	_       [64]byte
+	buf      []byte
+	_        [64]byte
+	written  atomic.Uint64
+	_        [64]byte
+	read     atomic.Uint64
+	_        [64]byte
+	producer spscWaiter // parked while the ring is full
+	_        [64]byte
+	consumer spscWaiter // parked while the ring is empty
+	_        [64]byte
+}
+
+func newSPSCRing(size int) *spscRing {
+	r := &spscRing{buf: make([]byte, size)}
+	r.producer.token = make(chan struct{}, 1)
+	r.consumer.token = make(chan struct{}, 1)
+	return r
 }
 
 // slot returns the bytes of chunk i, once the producer may write them:
 // when the consumer is done with the chunk a lap before.
 func (r *spscRing) slot(i uint64, chunk int) []byte {
 	slots := uint64(len(r.buf) / chunk)
-	for spins := 0; i-r.read.Load() >= slots; spins++ {
-		spinOrYield(spins)
-	}
+	r.producer.await(func() bool { return i-r.read.Load() < slots })
 	s := int(i%slots) * chunk
 	return r.buf[s : s+chunk]
 }
 
 // awaitWritten waits until the producer has written chunk i.
 func (r *spscRing) awaitWritten(i uint64) {
-	for spins := 0; r.written.Load() <= i; spins++ {
-		spinOrYield(spins)
+	r.consumer.await(func() bool { return r.written.Load() > i })
+}
+
+// spscSpins is how many times a side of the spsc ring checks before it
+// parks, yielding every 64 checks: a few chunk copies of the other side.
+// Spinning longer, or without yielding, measured slower: the side waited
+// for may be queued on the spinner's own P (a new goroutine starts there).
+const spscSpins = 256
+
+// An spscWaiter parks one side of the spsc ring, futex style: the
+// waiting side sets asleep and checks its condition once more before it
+// blocks on token; the other side, after each store of its count, loads
+// asleep and, if it is set, clears it and sends the one token. With
+// sequentially consistent atomics one of the two sees the other's store,
+// so no wake-up is lost, and the CAS on asleep sends at most one token per
+// sleep, so the send never blocks. The fast path adds one atomic load per
+// chunk to each side.
+type spscWaiter struct {
+	asleep atomic.Bool
+	token  chan struct{}
+}
+
+// await returns once ready does, spinning first, then parking.
+func (w *spscWaiter) await(ready func() bool) {
+	for spins := 0; !ready(); spins++ {
+		if spins < spscSpins {
+			if spins%64 == 63 {
+				runtime.Gosched() // let a goroutine queued on this P run
+			}
+			continue
+		}
+		w.asleep.Store(true)
+		if ready() {
+			if !w.asleep.CompareAndSwap(true, false) {
+				<-w.token // the other side saw asleep and sent a token
+			}
+			return
+		}
+		<-w.token
 	}
 }
 
-// spinOrYield lets a spinning goroutine give up its P now and then, so a
-// wait never starves the goroutine it waits for.
-func spinOrYield(spins int) {
-	if spins%64 == 63 {
-		runtime.Gosched()
+// wake wakes the other side if it is parked.
+func (w *spscWaiter) wake() {
+	if w.asleep.Load() && w.asleep.CompareAndSwap(true, false) {
+		w.token <- struct{}{}
 	}
 }
 

@@ -8,6 +8,9 @@
 # workload is measured seconds apart, under the same machine noise; the
 # ratios are taken per round and their median is reported.
 #
+# It also draws the per-round ratios as an SVG chart (cmd/chart) next to the
+# results file: <results>.svg.
+#
 # Usage: bench/run.sh   (from any directory)
 #
 # Environment:
@@ -52,6 +55,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 go test -c -o "$tmp/bench.test" .
 go build -o "$tmp/ratios" ./cmd/ratios
+go build -o "$tmp/chart" ./cmd/chart
 
 args=(-test.run '^$' -test.bench "$bench" -test.benchmem -test.count=1)
 if [[ -n $benchtime ]]; then
@@ -74,5 +78,8 @@ echo
 echo "== ratios"
 echo
 "$tmp/ratios" "$out"
+svg=${out%.txt}.svg
+"$tmp/chart" -o "$svg" "$out"
 echo
 echo "raw results: $out"
+echo "chart: $svg"

@@ -42,8 +42,14 @@ type results map[string]map[string][]result
 // procsSuffix is the -GOMAXPROCS suffix that go test appends to names.
 var procsSuffix = regexp.MustCompile(`-\d+$`)
 
+// skipped are workloads with peer= results that the tables leave out:
+// GCGoal's figures are counts (gc-cycles, heap-goal-MiB) and its
+// allocations are the garbage it makes on purpose.
+var skipped = []string{"GCGoal"}
+
 // parse reads go test -bench output. Lines other than benchmark results
-// are ignored, and so are benchmarks without a peer= part.
+// are ignored, and so are benchmarks without a peer= part and the skipped
+// workloads.
 func parse(r io.Reader, res results) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
@@ -57,7 +63,7 @@ func parse(r io.Reader, res results) error {
 			continue
 		}
 		workload, peer, ok := splitName(f[0])
-		if !ok {
+		if !ok || slices.Contains(skipped, workload) {
 			continue
 		}
 		m := make(result)

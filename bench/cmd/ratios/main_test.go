@@ -30,6 +30,7 @@ BenchmarkStream2MiB/peer=syncpool-buffer-2   	    1000	    400 ns/op	 500.00 MB/
 BenchmarkStream2MiB/peer=floor-2             	    1000	    100 ns/op	2000.00 MB/s	       0 B/op	       0 allocs/op
 BenchmarkLatency/peer=bytespool-2            	    1000	    100 ns/op	    50 p50-ns	   200 p99-ns	   200 p99.9-ns	       0 B/op	       0 allocs/op
 BenchmarkNoPeer-2                            	    1000	    100 ns/op
+BenchmarkGCGoal/peer=bytespool-2             	       2	    100 ns/op	     0 gc-cycles	  2063 heap-goal-MiB	       0 B/op	   97657 allocs/op
 `
 
 func TestParse(t *testing.T) {
