@@ -1,3 +1,5 @@
+//go:build !race && !bytespool_heaparena
+
 // This file holds what the mmap backend does differently on Linux.
 
 package slab

@@ -1,4 +1,4 @@
-//go:build !linux
+//go:build unix && !linux && !race && !bytespool_heaparena
 
 // This file holds what the mmap backend does on systems other than Linux.
 

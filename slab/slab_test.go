@@ -53,6 +53,16 @@ func carveAll(t testing.TB, a *Arena) int {
 	}
 }
 
+// carveTo carves blocks until n are carved, and fails the test if it
+// cannot.
+func carveTo(t testing.TB, a *Arena, n int) {
+	t.Helper()
+	for a.Carved() < n {
+		_, _, err := a.CarveN(n - a.Carved())
+		require.NoError(t, err)
+	}
+}
+
 func TestNewPanics(t *testing.T) {
 	tests := []struct {
 		name                 string
@@ -935,5 +945,128 @@ func BenchmarkCarve(b *testing.B) {
 				}
 			}
 		})
+	})
+}
+
+// releases reports whether Release gives memory back in this build.
+const releases = Mapped && runtime.GOOS == "linux"
+
+// wholePages returns the bytes of the whole pages inside [lo, hi), the
+// part of a run of memory that Release gives back.
+func wholePages(lo, hi uintptr) (plo, phi uintptr) {
+	ps := uintptr(os.Getpagesize())
+	plo, phi = (lo+ps-1)&^(ps-1), hi&^(ps-1)
+	if plo > phi {
+		plo = phi
+	}
+	return plo, phi
+}
+
+func TestRelease(t *testing.T) {
+	// piece is a run of memory that Release handles at once: all of the
+	// range where the arena is one mapping, else its part in each slab.
+	type piece struct{ lo, hi uintptr }
+	check := func(t *testing.T, a *Arena, first uint32, n, total int, pieces []piece) {
+		t.Helper()
+		checkBlocks(t, a, total)
+		want := 0
+		var freed []piece
+		for _, p := range pieces {
+			lo, hi := wholePages(p.lo, p.hi)
+			if releases {
+				want += int(hi - lo)
+				freed = append(freed, piece{lo, hi})
+			}
+		}
+		require.Equal(t, want, a.Release(first, n), "Release(%d, %d)", first, n)
+		for i := range uint32(total) {
+			b := a.Block(i)
+			for j := range b {
+				p := uintptr(unsafe.Pointer(&b[j]))
+				wantByte := pattern(i, j)
+				for _, f := range freed {
+					if f.lo <= p && p < f.hi {
+						wantByte = 0
+					}
+				}
+				if b[j] != wantByte {
+					require.Failf(t, "wrong byte after Release", "block %d byte %d = %#x, want %#x", i, j, b[j], wantByte)
+				}
+			}
+		}
+	}
+
+	t.Run("limited", func(t *testing.T) {
+		a := newArena(t, 3000, 20) // one slab; blocks straddle pages
+		carveAll(t, a)
+		check(t, a, 1, 5, 20, []piece{{addr(a, 1), addr(a, 6)}})
+		check(t, a, 19, 1, 20, []piece{{addr(a, 19), addr(a, 19) + 3000}})
+		check(t, a, 0, 20, 20, []piece{{addr(a, 0), addr(a, 19) + 3000}})
+	})
+	t.Run("limited, across slabs", func(t *testing.T) {
+		a := newArena(t, 1<<16, 20) // slabs of 4, 8 and 8 blocks
+		carveAll(t, a)
+		pieces := []piece{{addr(a, 2), addr(a, 3) + 1<<16}, {addr(a, 4), addr(a, 5) + 1<<16}}
+		if Mapped {
+			pieces = []piece{{addr(a, 2), addr(a, 2) + 4<<16}} // one mapping
+		}
+		check(t, a, 2, 4, 20, pieces)
+	})
+	t.Run("unlimited, across slabs", func(t *testing.T) {
+		a := newArena(t, 4096, 0) // slabs of 64 and 128 blocks
+		_, _, err := a.CarveN(64)
+		require.NoError(t, err)
+		_, _, err = a.CarveN(100)
+		require.NoError(t, err)
+		check(t, a, 60, 10, 164, []piece{{addr(a, 60), addr(a, 63) + 4096}, {addr(a, 64), addr(a, 69) + 4096}})
+	})
+	t.Run("edges", func(t *testing.T) {
+		a := newArena(t, 4096, 0)
+		_, _, err := a.CarveN(10)
+		require.NoError(t, err)
+		assert.Equal(t, 0, a.Release(3, 0))
+		assert.PanicsWithValue(t, "slab: Release: n must not be negative, got -1", func() { a.Release(3, -1) })
+		assert.PanicsWithValue(t, "slab: Release: blocks [5, 11) are not all carved (10 are)", func() { a.Release(5, 6) })
+		assert.PanicsWithValue(t, "slab: Release: blocks [4294967295, 4294967296) are not all carved (10 are)",
+			func() { a.Release(math.MaxUint32, 1) })
+	})
+	t.Run("concurrent", func(t *testing.T) {
+		// One goroutine releases and rewrites blocks [8, 64) over and
+		// over while others write and check blocks [0, 8).
+		a := newArena(t, 4096, 64)
+		carveAll(t, a)
+		var wg sync.WaitGroup
+		for g := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 200 {
+					for i := uint32(g * 4); i < uint32(g*4+4); i++ {
+						fill(a, i)
+						if !hasPattern(a, i) {
+							t.Errorf("block %d changed under Release of other blocks", i)
+							return
+						}
+					}
+				}
+			}()
+		}
+		wantRun := 0
+		if releases {
+			wantRun = 56 * 4096
+		}
+		for range 200 {
+			for i := uint32(8); i < 64; i++ {
+				fill(a, i)
+			}
+			if got := a.Release(8, 56); got != wantRun {
+				t.Errorf("Release(8, 56) = %d, want %d", got, wantRun)
+				break
+			}
+		}
+		wg.Wait()
+		for i := uint32(8); i < 64; i++ {
+			require.Equal(t, releases, isZero(a.Block(i)), "block %d released", i)
+		}
 	})
 }
