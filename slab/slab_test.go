@@ -53,6 +53,10 @@ func carveAll(t testing.TB, a *Arena) int {
 	}
 }
 
+// pow2 returns 1<<k, computed at run time so that tests skipped on 32-bit
+// platforms compile there.
+func pow2(k int) int { return 1 << k }
+
 // carveTo carves blocks until n are carved, and fails the test if it
 // cannot.
 func carveTo(t testing.TB, a *Arena, n int) {
@@ -291,7 +295,8 @@ func TestLimitedGeometry(t *testing.T) {
 		// The largest limited arena: with 1-byte blocks, exactly the
 		// unlimited geometry. New reserves 4 GiB of address space where
 		// the arena is mapped, and nothing on the heap.
-		a := newArena(t, 1, MaxBlocks)
+		maxBlocks := uint64(MaxBlocks) // a variable: it overflows a 32-bit int
+		a := newArena(t, 1, int(maxBlocks))
 		u := newArena(t, 1, 0)
 		require.Equal(t, slabStarts(u), slabStarts(a))
 		require.Len(t, slabStarts(a), 16)
@@ -307,13 +312,13 @@ func TestLazyNew(t *testing.T) {
 	}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	a := newArena(t, 1, 1<<31)
+	a := newArena(t, 1, pow2(31))
 	runtime.ReadMemStats(&after)
 	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(64<<10), "heap allocated by New")
 	assert.Equal(t, 0, a.Slabs())
 	wantReserved := 0
 	if Mapped {
-		wantReserved = 1 << 31
+		wantReserved = pow2(31)
 	}
 	assert.Equal(t, wantReserved, a.Reserved())
 
@@ -772,13 +777,13 @@ func TestNoMemory(t *testing.T) {
 		t.Skip("needs sizes beyond a 32-bit address space")
 	}
 	t.Run("limited", func(t *testing.T) {
-		a, err := New(1<<40, 1<<22) // 4 EiB
+		a, err := New(pow2(40), 1<<22) // 4 EiB
 		require.ErrorIs(t, err, ErrNoMemory)
 		require.Nil(t, a)
 		require.Contains(t, err.Error(), "reserving 4611686018427387904 bytes")
 	})
 	t.Run("unlimited", func(t *testing.T) {
-		a := newArena(t, 1<<62, 0) // one block, of 4 EiB
+		a := newArena(t, pow2(62), 0) // one block, of 4 EiB
 		require.Equal(t, []uint64{0, 1}, slabStarts(a))
 		for range 2 {
 			i, k, err := a.CarveN(1)
@@ -814,7 +819,7 @@ func TestHugeLimited(t *testing.T) {
 	if strconv.IntSize < 64 {
 		t.Skip("64 TiB does not fit in int")
 	}
-	const bs, n = 1 << 16, 1 << 30
+	bs, n := 1<<16, 1<<30 // not constants: n*bs overflows a 32-bit int
 	if os.Getenv("SLAB_CHILD") != t.Name() {
 		out := runChild(t, t.Name())
 		ok, nomem := strings.Contains(out, "HUGE: works"), strings.Contains(out, "HUGE: no memory")
@@ -848,12 +853,12 @@ func TestHugeLimited(t *testing.T) {
 	require.Equal(t, n, a.Carved())
 	require.Equal(t, 29, a.Slabs())
 	require.Equal(t, 4, a.SlabBlocks(28))
-	for _, i := range []uint32{0, n / 2, n - 1} {
+	for _, i := range []uint32{0, uint32(n / 2), uint32(n - 1)} {
 		require.True(t, isZero(a.Block(i)))
 		fill(a, i)
 		require.True(t, hasPattern(a, i), "block %d", i)
 	}
-	require.Equal(t, addr(a, 0)+uintptr(n-1)*bs, addr(a, n-1), "one mapping")
+	require.Equal(t, addr(a, 0)+uintptr(n-1)*uintptr(bs), addr(a, uint32(n-1)), "one mapping")
 	t.Log("HUGE: works")
 }
 
