@@ -13,16 +13,18 @@
 // bytespool_heaparena tag), the arena is anonymous memory mapped from the
 // operating system, outside the Go heap: it does not count toward the
 // garbage collector's goal, toward GOMEMLIMIT, or in [runtime.MemStats], so
-// a large pool neither makes the collector run more often nor hides the
-// rest of the heap from it. On Linux the mappings are made with
+// a large pool does not make the collector run more often. On Linux the mappings are made with
 // MAP_NORESERVE, so a large cap costs address space rather than commit
 // charge. The memory stays mapped until [Arena.Free]; dropping the Arena
 // alone does not give it back.
 //
 // Elsewhere, and under the race detector, which cannot see memory it did
 // not allocate, each slab is a []byte on the Go heap, counted like any other
-// allocation. The tag bytespool_heaparena selects this backend without -race,
-// so that it can be tested as it runs in production.
+// allocation, and allocated only as carving reaches it. A size beyond any
+// address space is an error, but memory the system refuses below that
+// aborts the program, as it does for any Go allocation. The tag
+// bytespool_heaparena selects this backend without -race, so that it can be
+// tested as the platforms without mmap run it.
 //
 // # Recycling
 //
@@ -426,8 +428,8 @@ func (a *Arena) Release(first uint32, n int) int {
 // After Free the arena must not be used: no method but Free may be called,
 // and no block or slab obtained before may be touched, by any goroutine.
 // Where the memory was mapped, touching it crashes the program with a
-// fault that cannot be recovered; a CarveN that would grow the arena
-// panics. Free needs nothing but the Arena, so it can run from a cleanup
+// fault that cannot be recovered. As a guard, CarveN panics after Free and
+// TryCarveN finds nothing to carve. Free needs nothing but the Arena, so it can run from a cleanup
 // ([runtime.AddCleanup]) of an object that every holder of a block keeps
 // reachable.
 func (a *Arena) Free() {
