@@ -1,19 +1,43 @@
 // Package slab implements the arena of a byte pool: memory carved into
 // fixed-size blocks that are addressed by a compact uint32 index.
 //
-// An [Arena] owns one or more slabs, each a single pointer-free []byte
-// allocation, so the garbage collector never scans block contents and there
-// is no heap object per block. Blocks are handed out lazily by a bump counter
-// ([Arena.Carve]): a block is touched only once it is used, so a large
+// An [Arena] owns a run of slabs, each a single pointer-free region of
+// memory, so the garbage collector never scans block contents and there is
+// no heap object per block. Blocks are handed out lazily by a bump counter
+// ([Arena.CarveN]): a block is touched only once it is used, so a large
 // reservation costs address space, not resident memory.
 //
+// # Where the memory lives
+//
+// Where [Mapped] is true (unix, built without -race and without the
+// bytespool_heaparena tag), the arena is anonymous memory mapped from the
+// operating system, outside the Go heap: it does not count toward the
+// garbage collector's goal, toward GOMEMLIMIT, or in [runtime.MemStats], so
+// a large pool does not make the collector run more often. On Linux the mappings are made with
+// MAP_NORESERVE, so a large cap costs address space rather than commit
+// charge. The memory stays mapped until [Arena.Free]; dropping the Arena
+// alone does not give it back.
+//
+// Elsewhere, and under the race detector, which cannot see memory it did
+// not allocate, each slab is a []byte on the Go heap, counted like any other
+// allocation, and allocated only as carving reaches it. A size beyond any
+// address space is an error, but memory the system refuses below that
+// aborts the program, as it does for any Go allocation. The tag
+// bytespool_heaparena selects this backend without -race, so that it can be
+// tested as the platforms without mmap run it.
+//
+// # Recycling
+//
 // The arena never takes blocks back. Recycling is the job of the caller,
-// which typically keeps one free list per slab; [Arena.SlabOf], [Arena.Locate]
-// and [Arena.SlabBlocks] expose the slab geometry for that purpose, and
-// [Arena.Slab] a slab's memory, for copies across adjacent blocks.
+// which typically keeps one free list per slab; [Arena.SlabOf],
+// [Arena.Locate] and [Arena.SlabBlocks] expose the slab geometry for that
+// purpose, and [Arena.Slab] a slab's memory, for copies across adjacent
+// blocks. [Arena.Release] gives the memory of blocks the caller holds free
+// back to the operating system, where the backend can.
 package slab
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/bits"
@@ -27,10 +51,20 @@ import (
 // never names a block and is free for callers to use as a sentinel.
 const MaxBlocks = 1<<32 - 1
 
+// ErrFull is returned by [Arena.CarveN] when the arena has carved all the
+// blocks it can ever hold. The arena never takes blocks back, so once
+// CarveN has returned ErrFull it returns it for good.
+var ErrFull = errors.New("slab: arena full")
+
+// ErrNoMemory is wrapped by the errors of [New] and [Arena.CarveN] when the
+// memory they need cannot be had: the system refused it, or it is more
+// than the platform can address.
+var ErrNoMemory = errors.New("slab: out of memory")
+
 const (
-	// firstSlabBytes is the minimum size of slab 0 of an unlimited arena:
-	// large enough that small blocks do not cause a growth step every few
-	// carves, small enough that a pool that stays tiny stays cheap.
+	// firstSlabBytes is the minimum size of slab 0: large enough that small
+	// blocks do not cause a growth step every few carves, small enough that
+	// a pool that stays tiny stays cheap.
 	firstSlabBytes = 256 << 10
 
 	// maxSlabs bounds the slab table of an arena. Slab k holds
@@ -38,22 +72,24 @@ const (
 	// index reaches MaxBlocks = 1<<32 - 1, k <= 31 for every valid index.
 	maxSlabs = 32
 
-	// cacheLine separates the carve counter, written on every Carve, from
+	// cacheLine separates the carve counter, written on every carve, from
 	// the fields read on every Block. 128 bytes covers arm64 and ppc64, and
 	// the adjacent-line prefetcher of x86.
 	cacheLine = 128
 )
 
 // An Arena is memory carved into blocks of BlockSize bytes. Create one with
-// [New]. An Arena is safe for concurrent use.
+// [New] and give its memory back with [Arena.Free]. An Arena is safe for
+// concurrent use, except Free.
 //
-// Slab k holds B0<<k blocks (B0 a power of two), cut short at the arena's
-// capacity. An unlimited arena grows slab by slab, with B0 the smallest
-// power of two such that B0*BlockSize >= 256 KiB, so n blocks need only
-// about log2(n/B0) slabs. A limited arena (maxBlocks > 0) is the same
-// geometry with B0 >= maxBlocks: one slab of maxBlocks blocks, reserved by
-// New. Both kinds thus find a block the same way, without a branch, which
-// keeps Block small enough to inline.
+// Slab k holds B0<<k blocks, B0 the smallest power of two such that
+// B0*BlockSize >= 256 KiB, and the last slab is cut short at the arena's
+// capacity: maxBlocks for a limited arena, about MaxBlocks for an unlimited
+// one (see [New]). n blocks thus need only about log2(n/B0) slabs, and both
+// kinds find a block the same way, without a branch, which keeps Block
+// small enough to inline. Slabs are published one by one as carving
+// reaches them, so a caller that keeps data per slab pays for a slab only
+// once it is used, whatever the capacity.
 type Arena struct {
 	// Immutable after New.
 	blockSize int
@@ -61,10 +97,15 @@ type Arena struct {
 	capacity  uint64 // blocks this arena can ever hold (see New); <= MaxBlocks
 	b0shift   uint   // log2(B0)
 
-	// slabs[k] is slab k, nil until published: by New for the single
-	// slab of a limited arena, by grow under mu for an unlimited one.
-	// Each entry is written once, before avail is raised to cover its
-	// blocks; Block loads it without a lock.
+	// region is the whole memory of a limited arena whose backend reserves
+	// it in New (see reserveUpFront); its slabs are views into it, back to
+	// back. nil otherwise: each slab is then a reservation of its own.
+	// Written by New, and cleared by Free.
+	region []byte
+
+	// slabs[k] is slab k, nil until published by grow under mu. Each entry
+	// is written once, before avail is raised to cover its blocks; Block
+	// loads it without a lock. Free clears them all.
 	slabs [maxSlabs]atomic.Pointer[[]byte]
 
 	_ [cacheLine]byte
@@ -75,12 +116,16 @@ type Arena struct {
 	// index twice.
 	carved atomic.Uint64
 
-	// avail is the number of blocks in published slabs: capacity for a limited
-	// arena (set by New), raised only by grow under mu for an unlimited one.
-	// avail <= capacity always.
+	// avail is the number of blocks in published slabs, raised only by grow
+	// under mu. avail <= capacity until Free, which sets it to 0.
 	avail atomic.Uint64
 
-	mu sync.Mutex // serializes grow
+	// reserved is the number of bytes the arena holds from its backend:
+	// the region, or the sum of its slabs.
+	reserved atomic.Int64
+
+	mu    sync.Mutex // serializes grow and Free
+	freed bool       // under mu: Free has run
 
 	// Keeps the next heap object off carved's cache line.
 	_ [cacheLine]byte
@@ -88,19 +133,25 @@ type Arena struct {
 
 // New returns an arena of blocks of blockSize bytes.
 //
-// If maxBlocks > 0, the arena holds exactly maxBlocks blocks in one slab,
-// allocated here. Fresh memory from the operating system is zero and is not
-// touched until a block is written, so this reserves address space rather
-// than resident memory.
+// If maxBlocks > 0, the arena holds exactly maxBlocks blocks. Where [Mapped]
+// is true, New reserves all of them at once, in a single mapping; otherwise
+// it allocates nothing, and each slab is allocated when carving first
+// reaches it. Either way the memory is zero and is not touched until a
+// block is written, so this reserves address space rather than resident
+// memory, and New does no work per block.
 //
-// If maxBlocks == 0, the arena is unlimited: slabs are allocated as Carve
+// If maxBlocks == 0, the arena is unlimited: slabs are reserved as CarveN
 // needs them, up to MaxBlocks blocks in total, or fewer when their total
 // size in bytes would overflow int (only with huge blocks or on 32-bit
 // platforms). The last slab is truncated to that cap.
 //
+// New returns an error wrapping [ErrNoMemory], which tells how many bytes
+// were asked for, if the reservation is refused or is more than the
+// platform can address.
+//
 // New panics if blockSize <= 0, maxBlocks < 0, maxBlocks > MaxBlocks, or
 // blockSize*maxBlocks overflows int.
-func New(blockSize, maxBlocks int) *Arena {
+func New(blockSize, maxBlocks int) (*Arena, error) {
 	if blockSize <= 0 {
 		panic(fmt.Sprintf("slab: blockSize must be positive, got %d", blockSize))
 	}
@@ -116,24 +167,40 @@ func New(blockSize, maxBlocks int) *Arena {
 	}
 
 	a := &Arena{blockSize: blockSize, limit: maxBlocks}
-	if maxBlocks > 0 {
-		a.capacity = uint64(maxBlocks)
-		a.b0shift = uint(bits.Len64(uint64(maxBlocks - 1))) // B0 >= maxBlocks
-		mem := make([]byte, maxBlocks*blockSize)
-		a.slabs[0].Store(&mem)
-		a.avail.Store(a.capacity)
-		return a
-	}
-
-	// Cap the total so that the byte offset of every block fits in int;
-	// every slab size computed by grow then fits too.
-	a.capacity = min(MaxBlocks, uint64(math.MaxInt/blockSize))
 	// B0 = the smallest power of two >= ceil(firstSlabBytes/blockSize),
 	// which is 1 for blocks of 256 KiB or more. The ceiling is computed as
 	// (x-1)/y + 1 because x + y - 1 can overflow for a huge blockSize.
 	b0 := (firstSlabBytes-1)/blockSize + 1
 	a.b0shift = uint(bits.Len(uint(b0 - 1)))
-	return a
+	if maxBlocks == 0 {
+		// Cap the total so that the byte offset of every block fits in
+		// int; every slab size computed by grow then fits too.
+		a.capacity = min(MaxBlocks, uint64(math.MaxInt/blockSize))
+		return a, nil
+	}
+
+	a.capacity = uint64(maxBlocks)
+	size := maxBlocks * blockSize // checked above
+	if size > maxReserve {
+		return nil, noMemory(size, errTooLarge)
+	}
+	if reserveUpFront {
+		mem, err := reserve(size)
+		if err != nil {
+			return nil, err
+		}
+		a.region = mem
+		a.reserved.Store(int64(size))
+	}
+	return a, nil
+}
+
+// errTooLarge is the cause given for a reservation above maxReserve.
+var errTooLarge = errors.New("more than the platform can address")
+
+// noMemory returns the error for a refused reservation of size bytes.
+func noMemory(size int, cause error) error {
+	return fmt.Errorf("%w: reserving %d bytes: %w", ErrNoMemory, size, cause)
 }
 
 // BlockSize returns the size of every block in bytes.
@@ -142,46 +209,51 @@ func (a *Arena) BlockSize() int { return a.blockSize }
 // Limit returns maxBlocks as given to New: 0 for an unlimited arena.
 func (a *Arena) Limit() int { return a.limit }
 
-// Carve returns the index of a block that has never been handed out; the
-// block is all zeros. Indices are handed out in increasing order from 0, so
-// the carved blocks are exactly [0, Carved()). Carve returns ok == false
-// only when the arena is full: a limited arena has carved all its blocks,
-// or an unlimited one has reached its cap (see New). The arena never takes
-// blocks back, so once Carve has failed it fails for good.
+// CarveN carves up to n consecutive blocks that have never been handed
+// out, all zeros: it returns the first, i, and how many it carved, k >= 1,
+// which are the blocks [i, i+k). Indices are handed out in increasing order
+// from 0, so the carved blocks are exactly [0, Carved()).
 //
-// Carve is lock-free except when an unlimited arena must allocate a slab.
-func (a *Arena) Carve() (i uint32, ok bool) {
-	i, _, ok = a.CarveN(1)
-	return i, ok
+// CarveN carves fewer than n only where the slabs published so far end: it
+// publishes the next slab, reserving its memory if the backend has not
+// already, only when it finds no block left in the slabs it has.
+//
+// The error is [ErrFull] once the arena has carved all its blocks (see
+// [New]), or wraps [ErrNoMemory] if the next slab's memory was refused; the
+// arena is then unchanged, and a later CarveN tries again. CarveN is
+// lock-free except when it must publish a slab. It panics if n < 1.
+func (a *Arena) CarveN(n int) (i uint32, k int, err error) {
+	if n < 1 {
+		panic(fmt.Sprintf("slab: CarveN: n must be positive, got %d", n))
+	}
+	for {
+		if i, k, ok := a.carveN(n); ok {
+			return i, k, nil
+		}
+		if err := a.grow(a.carved.Load()); err != nil {
+			return 0, 0, err
+		}
+	}
 }
 
-// CarveN carves up to n consecutive blocks at once, as Carve carves one: it
-// returns the first, i, and how many it carved, k >= 1, which are the
-// blocks [i, i+k). It carves fewer than n only where the slabs allocated so
-// far end: an unlimited arena allocates its next slab only for a CarveN
-// that finds no block left in the slabs it has. It returns ok == false when
-// the arena is full, as Carve does. It panics if n < 1.
-func (a *Arena) CarveN(n int) (i uint32, k int, ok bool) { return a.carveN("CarveN", n, true) }
-
-// TryCarveN is CarveN without the growth: where CarveN would allocate a
-// slab, it returns ok == false. For a limited arena, whose one slab is
-// allocated by New, it is CarveN. It panics if n < 1.
-func (a *Arena) TryCarveN(n int) (i uint32, k int, ok bool) { return a.carveN("TryCarveN", n, false) }
-
-// carveN is CarveN, allocating a slab when it must only if grow is set;
-// name is the caller's, for the panic.
-func (a *Arena) carveN(name string, n int, grow bool) (i uint32, k int, ok bool) {
+// TryCarveN is CarveN without the growth: it carves only from the slabs
+// already published, and returns ok == false where CarveN would publish
+// one (or fail). It never takes a lock. It panics if n < 1.
+func (a *Arena) TryCarveN(n int) (i uint32, k int, ok bool) {
 	if n < 1 {
-		panic(fmt.Sprintf("slab: %s: n must be positive, got %d", name, n))
+		panic(fmt.Sprintf("slab: TryCarveN: n must be positive, got %d", n))
 	}
+	return a.carveN(n)
+}
+
+// carveN carves up to n blocks from the published slabs, or reports false
+// if they are carved up.
+func (a *Arena) carveN(n int) (i uint32, k int, ok bool) {
 	for {
 		c := a.carved.Load()
 		avail := a.avail.Load()
 		if c >= avail {
-			if !grow || !a.grow(c) {
-				return 0, 0, false
-			}
-			continue
+			return 0, 0, false
 		}
 		// Only move c forward to at most avail: carved never
 		// overshoots, so Carved is exact and a failed carve consumes
@@ -193,32 +265,50 @@ func (a *Arena) carveN(name string, n int, grow bool) (i uint32, k int, ok bool)
 	}
 }
 
-// grow makes block n available, allocating the next slab of an unlimited
-// arena if no other goroutine has done so yet. It reports false if the
-// arena is full, as a limited one always is: its avail is its capacity.
-func (a *Arena) grow(n uint64) bool {
+// grow makes block n available, publishing the next slab if no other
+// goroutine has done so yet. It returns ErrFull if the arena has no block
+// n, and the backend's error if the slab's memory was refused, leaving the
+// arena as it was.
+func (a *Arena) grow(n uint64) error {
 	a.mu.Lock()
-	// Deferred so that a panic in make (address space exhausted), if
-	// recovered by the caller, does not leave the arena locked forever.
+	// Deferred so that a panic, if recovered by the caller, does not leave
+	// the arena locked forever.
 	defer a.mu.Unlock()
+	if a.freed {
+		panic("slab: arena used after Free")
+	}
 	avail := a.avail.Load()
 	if n < avail {
-		return true // another goroutine grew the arena while we waited
+		return nil // another goroutine grew the arena while we waited
 	}
 	if avail >= a.capacity {
-		return false
+		return ErrFull
 	}
-	// avail < capacity, so avail is a valid index and the first of a new slab.
+	// avail < capacity, so avail is a valid index and the first of a new
+	// slab, and neither product overflows: avail+nb <= capacity, and
+	// capacity*blockSize fits in int (see New).
 	k := a.SlabOf(uint32(avail))
 	nb := a.SlabBlocks(k)
-	s := make([]byte, nb*a.blockSize) // cannot overflow: avail+nb <= capacity <= MaxInt/blockSize
+	off, size := int(avail)*a.blockSize, nb*a.blockSize
+	var s []byte
+	if a.region != nil {
+		s = a.region[off : off+size : off+size]
+	} else {
+		var err error
+		if s, err = reserve(size); err != nil {
+			return err
+		}
+		a.reserved.Add(int64(size))
+	}
 	a.slabs[k].Store(&s)
 	// Publish the slab before its blocks. A goroutine that carves a block
 	// of slab k has loaded this value of avail, and atomics are sequentially
 	// consistent in Go, so the store to slabs[k] happens before its Block,
-	// and before the Block of anyone it hands the index to.
+	// and before the Block of anyone it hands the index to. The memory
+	// itself was reserved above, by this goroutine, or in New, before the
+	// Arena was shared; either way before this store.
 	a.avail.Store(avail + uint64(nb))
-	return true
+	return nil
 }
 
 // Carved returns the number of blocks carved so far.
@@ -226,7 +316,8 @@ func (a *Arena) Carved() int { return int(a.carved.Load()) }
 
 // Block returns block i, with len and cap equal to BlockSize, so that an
 // append to it can never write into the next block. i must have been
-// returned by Carve; Block may panic otherwise. Block takes no lock.
+// returned by CarveN or TryCarveN; Block may panic otherwise. Block takes
+// no lock.
 func (a *Arena) Block(i uint32) []byte {
 	k, j := a.Locate(i)
 	// Cannot overflow: the blocks of a slab fit in an int number of bytes.
@@ -236,22 +327,22 @@ func (a *Arena) Block(i uint32) []byte {
 
 // Slab returns the memory of slab k: its blocks back to back, block pos of
 // the slab (see Locate) at offset pos*BlockSize, so that a caller holding
-// a run of consecutive blocks can copy across them at once. Its length is
-// SlabBlocks(k)*BlockSize. k must be the slab of a carved block; Slab may
-// panic otherwise. Slab takes no lock.
+// a run of consecutive blocks can copy across them at once. Its length and
+// capacity are SlabBlocks(k)*BlockSize. k must be the slab of a carved
+// block; Slab may panic otherwise. Slab takes no lock.
 func (a *Arena) Slab(k int) []byte {
 	return *a.slabs[k].Load()
 }
 
 // SlabOf returns the index of the slab that holds block i, or will hold it
-// once allocated. i must be below the arena's capacity.
+// once published. i must be below the arena's capacity.
 func (a *Arena) SlabOf(i uint32) int {
 	k, _ := a.Locate(i)
 	return k
 }
 
 // Locate returns the slab that holds block i, or will hold it once
-// allocated, and the position of the block within that slab, counted in
+// published, and the position of the block within that slab, counted in
 // blocks: block i is the pos-th block of slab k. A caller that keeps
 // per-block data beside each slab indexes it with pos. i must be below the
 // arena's capacity.
@@ -263,14 +354,14 @@ func (a *Arena) Locate(i uint32) (k, pos int) {
 	return k, pos
 }
 
-// SlabBlocks returns the number of blocks in slab k, whether or not an
-// unlimited arena has allocated it yet. It returns 0 if the arena never has
-// a slab k, so the whole geometry can be listed by counting up from k = 0.
+// SlabBlocks returns the number of blocks in slab k, whether or not it is
+// published yet. It returns 0 if the arena never has a slab k, so the whole
+// geometry can be listed by counting up from k = 0.
 func (a *Arena) SlabBlocks(k int) int {
 	if k < 0 || k >= maxSlabs {
 		return 0
 	}
-	// B0 <= 1<<32 and k < 32, so neither shift overflows uint64.
+	// B0 <= 1<<18 and k < 32, so neither shift overflows uint64.
 	start := (uint64(1)<<k - 1) << a.b0shift
 	if start >= a.capacity {
 		return 0
@@ -278,8 +369,8 @@ func (a *Arena) SlabBlocks(k int) int {
 	return int(min(uint64(1)<<k<<a.b0shift, a.capacity-start))
 }
 
-// Slabs returns the number of slabs allocated so far: always 1 for a
-// limited arena, 0 for an unlimited one until its first Carve.
+// Slabs returns the number of slabs published so far: 0 until the first
+// CarveN, then the slabs that hold [0, Carved()) and perhaps the next.
 func (a *Arena) Slabs() int {
 	avail := a.avail.Load()
 	if avail == 0 {
@@ -287,4 +378,81 @@ func (a *Arena) Slabs() int {
 	}
 	// Published slabs are exactly those covering [0, avail).
 	return a.SlabOf(uint32(avail-1)) + 1
+}
+
+// Reserved returns the number of bytes of memory the arena holds from its
+// backend: where [Mapped] is true, the address space mapped (all of it from
+// New for a limited arena, slab by slab for an unlimited one), of which only
+// the pages written to, and not released since, are resident; otherwise the
+// bytes of the slabs allocated on the Go heap. It is 0 after Free.
+func (a *Arena) Reserved() int { return int(a.reserved.Load()) }
+
+// Release gives the memory of blocks [first, first+n) back to the operating
+// system and returns how many bytes it gave back: the whole pages inside
+// the range, so 0 for a range smaller than a page, and 0 where the backend
+// cannot release memory (see [Mapped]; Linux only so far). Released blocks
+// stay carved and usable, and read as zeros when next touched, which
+// brings their memory back.
+//
+// The caller must hold the blocks: carved, and neither read nor written by
+// anyone during Release. Release may run concurrently with any method but
+// Free on other blocks. It panics if n < 0 or the range passes Carved().
+func (a *Arena) Release(first uint32, n int) int {
+	if n < 0 {
+		panic(fmt.Sprintf("slab: Release: n must not be negative, got %d", n))
+	}
+	end := uint64(first) + uint64(n)
+	if c := a.carved.Load(); end > c {
+		panic(fmt.Sprintf("slab: Release: blocks [%d, %d) are not all carved (%d are)", first, end, c))
+	}
+	bs := a.blockSize
+	if a.region != nil {
+		// The slabs are back to back: release the range at once, pages
+		// that straddle two slabs included.
+		return release(a.region[int(first)*bs : int(end)*bs])
+	}
+	released := 0
+	for i := uint64(first); i < end; {
+		k, pos := a.Locate(uint32(i))
+		m := min(end-i, uint64(a.SlabBlocks(k)-pos))
+		released += release(a.Slab(k)[pos*bs : (pos+int(m))*bs])
+		i += m
+	}
+	return released
+}
+
+// Free gives all the arena's memory back: it unmaps it where [Mapped] is
+// true, and otherwise drops the arena's references to it, for the garbage
+// collector to take. A second Free does nothing.
+//
+// After Free the arena must not be used: no method but Free may be called,
+// and no block or slab obtained before may be touched, by any goroutine.
+// Where the memory was mapped, touching it crashes the program with a
+// fault that cannot be recovered. As a guard, CarveN panics after Free and
+// TryCarveN finds nothing to carve. Free needs nothing but the Arena, so it can run from a cleanup
+// ([runtime.AddCleanup]) of an object that every holder of a block keeps
+// reachable.
+func (a *Arena) Free() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.freed {
+		return
+	}
+	a.freed = true
+	// With avail at 0, a CarveN finds nothing to carve and goes to grow,
+	// which panics, rather than hand out memory that is gone.
+	a.avail.Store(0)
+	// The slabs of a region are views into it: unreserve the region once,
+	// and each slab only if it is a reservation of its own.
+	views := a.region != nil
+	if views {
+		unreserve(a.region)
+		a.region = nil
+	}
+	for k := range a.slabs {
+		if s := a.slabs[k].Swap(nil); s != nil && !views {
+			unreserve(*s)
+		}
+	}
+	a.reserved.Store(0)
 }

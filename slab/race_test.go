@@ -1,0 +1,5 @@
+//go:build race
+
+package slab
+
+func init() { raceEnabled = true }
