@@ -341,6 +341,14 @@ var errRecheck = errors.New("bytespool: recheck the write against the pool")
 // held. On success the blocks are reserved and b was not freed meanwhile.
 func (st *state) waitBlocks(ctx context.Context, need, n int) error {
 	gen, p := st.gen, st.c.pool
+	if p.total == 0 { // unlimited: grow rather than wait, while the arena can
+		if err := p.grow(need); err != nil {
+			return err
+		}
+		if p.sema.TryAcquire(uint64(need), st.c.shard) {
+			return nil
+		}
+	}
 	st.pending += n
 	st.waiting++
 	// Join the queue before unlocking, so that a Free after the unlock

@@ -126,8 +126,10 @@ type BytesPool struct {
 	// writer gets, never whether it gets one.
 	slabs     [maxSlabs]atomic.Pointer[slabLists]
 	nslabs    atomic.Int32
-	slabsMu   sync.Mutex // serialises adding a slab's lists
-	shardMask int        // shards-1; the number of shards is a power of two
+	slabsMu   sync.Mutex   // serialises adding a slab's lists
+	growMu    sync.Mutex   // serialises grow
+	grown     atomic.Int64 // blocks an unlimited pool's grow has added to sema
+	shardMask int          // shards-1; the number of shards is a power of two
 	nextShard atomic.Uint32
 
 	// headers holds free Bytes headers, each with its cleanup registered
@@ -235,10 +237,15 @@ const maxSlabs = 32
 const maxBlocks = 1 << 31
 
 // New returns a pool configured by cfg, or an error wrapping
-// ErrInvalidConfig that names the offending field.
+// ErrInvalidConfig that names the offending field. A MaxMemory the system
+// will not reserve (more than the address space, or refused) is such an
+// error too; it also wraps [slab.ErrNoMemory].
 func New(cfg Config) (*BytesPool, error) {
-	p, msg := makePool(cfg, "MaxMemory", "BlockSize")
-	if msg != "" {
+	p, msg, cause := makePool(cfg, "MaxMemory", "BlockSize")
+	switch {
+	case cause != nil:
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidConfig, msg, cause)
+	case msg != "":
 		return nil, fmt.Errorf("%w: %s", ErrInvalidConfig, msg)
 	}
 	return p, nil
@@ -254,7 +261,10 @@ func NewBytesPool(maxMemory, blockSize int) *BytesPool {
 	if blockSize == 0 {
 		panic("bytespool: NewBytesPool: blockSize must be positive, got 0")
 	}
-	p, msg := makePool(Config{MaxMemory: maxMemory, BlockSize: blockSize}, "maxMemory", "blockSize")
+	p, msg, cause := makePool(Config{MaxMemory: maxMemory, BlockSize: blockSize}, "maxMemory", "blockSize")
+	if cause != nil {
+		msg += ": " + cause.Error()
+	}
 	if msg != "" {
 		panic("bytespool: NewBytesPool: " + msg)
 	}
@@ -262,29 +272,34 @@ func NewBytesPool(maxMemory, blockSize int) *BytesPool {
 }
 
 // makePool validates cfg and makes the pool. A problem comes back as a
-// message that calls the two sizes by the given names.
-func makePool(cfg Config, memName, blockName string) (*BytesPool, string) {
+// message that calls the two sizes by the given names, with the system's
+// error as its cause if the arena could not be reserved.
+func makePool(cfg Config, memName, blockName string) (*BytesPool, string, error) {
 	bs := cfg.BlockSize
 	switch {
 	case bs < 0:
-		return nil, fmt.Sprintf("%s must not be negative, got %d", blockName, bs)
+		return nil, fmt.Sprintf("%s must not be negative, got %d", blockName, bs), nil
 	case bs == 0:
 		bs = DefaultBlockSize
 	case bs > MaxBlockSize:
-		return nil, fmt.Sprintf("%s must be at most %d, got %d", blockName, MaxBlockSize, bs)
+		return nil, fmt.Sprintf("%s must be at most %d, got %d", blockName, MaxBlockSize, bs), nil
 	}
 	switch mem := cfg.MaxMemory; {
 	case mem < 0:
-		return nil, fmt.Sprintf("%s must not be negative, got %d", memName, mem)
+		return nil, fmt.Sprintf("%s must not be negative, got %d", memName, mem), nil
 	case mem > 0 && mem < bs:
-		return nil, fmt.Sprintf("%s %d is smaller than one block (%s %d)", memName, mem, blockName, bs)
+		return nil, fmt.Sprintf("%s %d is smaller than one block (%s %d)", memName, mem, blockName, bs), nil
 	case mem%bs != 0:
-		return nil, fmt.Sprintf("%s %d is not a multiple of %s %d (%d blocks would be %d bytes)", memName, mem, blockName, bs, mem/bs, mem/bs*bs)
+		return nil, fmt.Sprintf("%s %d is not a multiple of %s %d (%d blocks would be %d bytes)", memName, mem, blockName, bs, mem/bs, mem/bs*bs), nil
 	case mem/bs > maxBlocks:
-		return nil, fmt.Sprintf("%s %d is more than %d blocks of %s %d", memName, mem, maxBlocks, blockName, bs)
+		return nil, fmt.Sprintf("%s %d is more than %d blocks of %s %d", memName, mem, maxBlocks, blockName, bs), nil
+	}
+	arena, err := slab.New(bs, cfg.MaxMemory/bs)
+	if err != nil {
+		return nil, fmt.Sprintf("%s %d cannot be reserved", memName, cfg.MaxMemory), err
 	}
 	p := &BytesPool{
-		arena:       slab.New(bs, cfg.MaxMemory/bs),
+		arena:       arena,
 		blockSize:   bs,
 		total:       cfg.MaxMemory / bs,
 		zero:        cfg.ZeroOnFree,
@@ -296,13 +311,71 @@ func makePool(cfg Config, memName, blockName string) (*BytesPool, string) {
 	if p.total == 0 {
 		// An unlimited arena stops growing when it runs out of block
 		// indices (or of int offsets, for huge blocks): past that,
-		// writers wait like in a full limited pool.
+		// writers wait like in a full limited pool. Its semaphore
+		// starts empty and grows with it (see grow).
 		p.capacity = min(slab.MaxBlocks, math.MaxInt/bs)
-	} else {
-		p.addSlab(0)
 	}
-	p.sema.Init(uint64(p.capacity), p.shardMask+1)
-	return p, ""
+	p.sema.Init(uint64(p.total), p.shardMask+1)
+	// Nothing outside the pool touches the arena once the pool is
+	// unreachable: every Bytes and pipe that holds blocks, and every call
+	// that has handed them to a caller's io.Writer, keeps the pool alive.
+	runtime.AddCleanup(p, (*slab.Arena).Free, arena)
+	return p, "", nil
+}
+
+// grow makes room in an unlimited pool for a writer that needs need blocks
+// and found too few free: it publishes slabs of the arena until it has
+// published need blocks or more, adds their blocks to the semaphore, and
+// creates their lists. It returns nil, having published nothing, once the
+// arena is at its cap: the writer then waits like one of a full limited
+// pool. A slab the system refuses is an error wrapping ErrPoolTooSmall and
+// slab.ErrNoMemory, for the write that needed it.
+//
+// A limited pool's semaphore holds all its blocks from the start, and
+// getBlocks carves and publishes its slabs as they are first used. An
+// unlimited pool's semaphore holds only the blocks of the slabs published
+// so far, so that reserved blocks are always in published slabs and
+// getBlocks never has to publish one, which could fail after the writer
+// has started copying.
+func (p *BytesPool) grow(need int) error {
+	p.growMu.Lock()
+	defer p.growMu.Unlock()
+	if int(p.sema.Available()) >= need {
+		return nil // another writer grew the pool meanwhile
+	}
+	added := 0
+	for added < need {
+		k := p.arena.Slabs()
+		n, err := p.arena.Grow()
+		if err == slab.ErrFull {
+			break
+		}
+		if err != nil {
+			if added > 0 {
+				break // enough for some writers; this one may yet fit
+			}
+			return fmt.Errorf("%w: growing the pool by %d bytes: %w", ErrPoolTooSmall, n*p.blockSize, err)
+		}
+		p.addSlab(k)
+		added += n
+	}
+	if added > 0 {
+		// Stats counts the blocks in use as grown less available:
+		// raising available first, it may see too few for a moment,
+		// never too many.
+		p.sema.Release(uint64(added), 0)
+		p.grown.Add(int64(added))
+	}
+	return nil
+}
+
+// units returns the blocks the semaphore counts, held or not: all of a
+// limited pool's, or those of the slabs an unlimited pool has published.
+func (p *BytesPool) units() int {
+	if p.total > 0 {
+		return p.total
+	}
+	return int(p.grown.Load())
 }
 
 // Stats is a snapshot of a pool's counters. Under concurrent use the fields
@@ -326,7 +399,7 @@ func (p *BytesPool) Stats() Stats {
 	// A block can move from the semaphore through a holder into a hot
 	// slot between the two reads and count as free twice; a snapshot
 	// need not add up exactly, but it must not go below zero.
-	inUse := max(0, p.capacity-int(p.sema.Available())-p.hotBlocks())
+	inUse := max(0, p.units()-int(p.sema.Available())-p.hotBlocks())
 	// The stripes first: a block in a stripe was carved before, so
 	// this never goes below zero.
 	striped := p.stripedBlocks()
@@ -366,10 +439,11 @@ func (p *BytesPool) tooBig(n int) bool { return n > p.capacity }
 // Only once those are used up do they come from the other shards' hot
 // blocks and stripes, so that a core does not take the block that another
 // is about to reuse, nor one beside the blocks that another core uses (see
-// stripe.go); and only once those are gone too does an unlimited arena
-// allocate a slab. So the memory touched exceeds the most ever held at
-// once by at most one block per other shard (their hot blocks), and a
-// slab is allocated only when getBlocks finds no block free.
+// stripe.go); and only once those are gone too does a limited arena
+// publish its next slab. So the memory touched exceeds the most ever held
+// at once by at most one block per other shard (their hot blocks). (An
+// unlimited arena's slabs are published before their blocks are reserved;
+// see grow.)
 //
 // A ring's Pop may report empty while a Push that claimed an earlier slot
 // is still publishing (see package ring), or while another take holds the

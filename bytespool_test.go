@@ -853,7 +853,11 @@ func usePool(t *testing.T, use func(*testing.T, *BytesPool)) (gone func() bool) 
 	p, err := New(Config{MaxMemory: 16 * 64, BlockSize: 64})
 	require.NoError(t, err)
 	use(t, p)
-	wp, wl := weak.Make(p), weak.Make(&p.slabs[0].Load().links[0])
+	wp := weak.Make(p)
+	var wl weak.Pointer[link] // none if use carved no block: slabs' lists come with their first block
+	if sl := p.slabs[0].Load(); sl != nil {
+		wl = weak.Make(&sl.links[0])
+	}
 	return func() bool { return wp.Value() == nil && wl.Value() == nil }
 }
 
@@ -1362,13 +1366,20 @@ func putBlocks(p *BytesPool, idx []uint32, shard int) {
 	f.flush()
 }
 
+// firstSlab returns the lists of slab 0 of p, making them if no block has
+// been carved yet: the tests below file blocks in its rings by hand.
+func firstSlab(p *BytesPool) *slabLists {
+	p.addSlab(0)
+	return p.slabs[0].Load()
+}
+
 // TestFreeRunsOrderAndSplit checks that a freer files consecutive blocks
 // as one ring entry of at most 16 blocks, and that take hands them out in
 // ring order, splitting the last entry it takes when that one is longer
 // than needed and queueing the rest at the ring's tail.
 func TestFreeRunsOrderAndSplit(t *testing.T) {
 	p := onePoolShard(t, 64*16, 16)
-	sl := p.slabs[0].Load()
+	sl := firstSlab(p)
 	require.Equal(t, uint(maxRunBits), sl.runBits)
 	free := slices.Concat([]uint32{5, 6, 7, 9}, seq(20, 18), []uint32{40})
 	putBlocks(p, free, 0)
@@ -1399,8 +1410,8 @@ func TestFreerFlushes(t *testing.T) {
 	for i := uint32(0); i < 40; i += 2 {
 		every2nd = append(every2nd, i)
 	}
+	sl := firstSlab(p)
 	putBlocks(p, every2nd, 0) // 20 runs of one block
-	sl := p.slabs[0].Load()
 	require.Equal(t, len(every2nd), sl.rings[0].Len())
 	dst := make([]uint32, len(every2nd))
 	require.Equal(t, len(dst), sl.take(0, dst))
@@ -1413,7 +1424,7 @@ func TestFreerFlushes(t *testing.T) {
 func TestFreeRunsShortEntries(t *testing.T) {
 	for bits, entries := range map[uint]int{1: 3, 0: 5} { // 3-4 | 5-6 | 7, or one per block
 		p := onePoolShard(t, 64*16, 16)
-		sl := p.slabs[0].Load()
+		sl := firstSlab(p)
 		sl.runBits = bits // the pool is fresh: no ring holds an entry yet
 		putBlocks(p, seq(3, 5), 0)
 		assert.Equal(t, entries, sl.rings[0].Len(), "runBits %d", bits)

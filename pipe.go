@@ -409,6 +409,15 @@ func (pp *pipe) reserve(ctx context.Context, want int) error {
 		pp.reserved = need
 		return nil
 	}
+	if pp.pool.total == 0 { // unlimited: grow rather than wait, while the arena can
+		if err := pp.pool.grow(need); err != nil {
+			return err
+		}
+		if sema.TryAcquire(uint64(need), pp.shard) {
+			pp.reserved = need
+			return nil
+		}
+	}
 	q := pp.pool.enqueue(need, pp)
 	if err := pp.writeErr(); err != nil {
 		// An end closed before we queued, so its Abort missed us.

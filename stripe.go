@@ -80,8 +80,14 @@ func (p *BytesPool) carve(dst []uint32, s int, grow bool) int {
 	for n < len(dst) {
 		want := max(stripeBlocks, len(dst)-n)
 		first, k, ok := p.arena.TryCarveN(want)
-		if !ok && grow {
-			first, k, ok = p.arena.CarveN(want)
+		if !ok && grow && p.total > 0 {
+			// Publish the limited arena's next slab. An unlimited
+			// arena's are published by grow, before their blocks are
+			// reserved, so its reserved blocks are all in slabs
+			// published already.
+			var err error
+			first, k, err = p.arena.CarveN(want)
+			ok = err == nil
 		}
 		if !ok {
 			break

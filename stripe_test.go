@@ -165,8 +165,8 @@ func TestKeepStripeWhenShardHasOne(t *testing.T) {
 	require.Equal(t, []uint32{1, stripeBlocks}, []uint32{lo, hi})
 
 	// As if another goroutine of the shard carved a stripe meanwhile.
-	first, k, ok := p.arena.CarveN(stripeBlocks)
-	require.True(t, ok)
+	first, k, err := p.arena.CarveN(stripeBlocks)
+	require.NoError(t, err)
 	p.keepStripe(first, first+uint32(k), 0)
 	lo, hi = unpackStripe(p.local[0].stripe.Load())
 	assert.Equal(t, []uint32{1, stripeBlocks}, []uint32{lo, hi}, "the stripe is kept")
@@ -175,7 +175,7 @@ func TestKeepStripeWhenShardHasOne(t *testing.T) {
 	// The ring's blocks count as allocated, and come before the stripe.
 	assert.Equal(t, 1+k, p.Stats().BlocksAllocated)
 	b := p.NewBytes(0)
-	_, err := b.Write(fill(2*bs, 6))
+	_, err = b.Write(fill(2*bs, 6))
 	require.NoError(t, err)
 	assert.Equal(t, first, b.st.c.head)
 	b.Free()

@@ -311,6 +311,25 @@ func (a *Arena) grow(n uint64) error {
 	return nil
 }
 
+// Grow publishes the next slab, reserving its memory where the backend has
+// not already, and returns how many blocks it holds, so that a caller that
+// counts the blocks it may hand out can add them before any is carved. The
+// error is [ErrFull] once the arena has no further slab, or wraps
+// [ErrNoMemory] if the slab's memory was refused; the arena is then
+// unchanged, and a later Grow tries again. The count is exact when nobody
+// publishes a slab concurrently (by Grow or CarveN); TryCarveN never does.
+func (a *Arena) Grow() (int, error) {
+	before := a.avail.Load()
+	if err := a.grow(before); err != nil {
+		return 0, err
+	}
+	return int(a.avail.Load() - before), nil
+}
+
+// Published returns the number of blocks in the slabs published so far,
+// carved or not: the blocks [0, Published()).
+func (a *Arena) Published() int { return int(a.avail.Load()) }
+
 // Carved returns the number of blocks carved so far.
 func (a *Arena) Carved() int { return int(a.carved.Load()) }
 

@@ -409,6 +409,37 @@ func TestUnlimited(t *testing.T) {
 	}
 }
 
+// Grow publishes one slab at a time, ahead of carving, and says how many
+// blocks it added; TryCarveN then carves them without growing.
+func TestGrow(t *testing.T) {
+	const bs, b0 = 4096, 64
+	for _, limit := range []int{0, b0 + 10} {
+		a := newArena(t, bs, limit)
+		_, _, ok := a.TryCarveN(1)
+		require.False(t, ok, "nothing published yet")
+		n, err := a.Grow()
+		require.NoError(t, err)
+		require.Equal(t, b0, n)
+		require.Equal(t, b0, a.Published())
+		require.Equal(t, 0, a.Carved(), "Grow carves nothing")
+		i, k, ok := a.TryCarveN(b0 + 5)
+		require.True(t, ok)
+		require.Equal(t, uint32(0), i)
+		require.Equal(t, b0, k, "TryCarveN stops at the published end")
+
+		n, err = a.Grow()
+		require.NoError(t, err)
+		if limit == 0 {
+			require.Equal(t, 2*b0, n)
+		} else {
+			require.Equal(t, 10, n, "the last slab is cut short at the limit")
+			_, err = a.Grow()
+			require.ErrorIs(t, err, ErrFull)
+		}
+		require.Equal(t, b0+n, a.Published())
+	}
+}
+
 func TestFirstSlabBlocks(t *testing.T) {
 	for _, tt := range []struct{ blockSize, b0 int }{
 		{1, 1 << 18},
