@@ -126,10 +126,11 @@ type BytesPool struct {
 	// writer gets, never whether it gets one.
 	slabs     [maxSlabs]atomic.Pointer[slabLists]
 	nslabs    atomic.Int32
-	slabsMu   sync.Mutex   // serialises adding a slab's lists
-	growMu    sync.Mutex   // serialises grow
-	grown     atomic.Int64 // blocks an unlimited pool's grow has added to sema
-	shardMask int          // shards-1; the number of shards is a power of two
+	slabsMu   sync.Mutex    // serialises adding a slab's lists
+	growMu    sync.Mutex    // serialises grow
+	grown     atomic.Int64  // blocks an unlimited pool's grow has added to sema
+	trimmed   atomic.Uint64 // bytes Trim has given back
+	shardMask int           // shards-1; the number of shards is a power of two
 	nextShard atomic.Uint32
 
 	// headers holds free Bytes headers, each with its cleanup registered
@@ -390,6 +391,16 @@ type Stats struct {
 
 	Waits    uint64        // reservations that had to wait for blocks, since the pool was made
 	WaitTime time.Duration // their total time
+
+	// Where the arena's memory lives. Where ArenaInHeap is false (unix,
+	// except under the race detector), the arena is memory mapped from
+	// the system, outside the Go heap: it is not in runtime.MemStats and
+	// does not count toward GOMEMLIMIT or the garbage collector's goal.
+	// What of it is resident is at most BlocksAllocated × BlockSize, less
+	// what Trim gave back of blocks not used since.
+	ArenaBytes   int    // address space the arena has reserved (all of MaxMemory, for a limited pool), or Go heap it has allocated
+	ArenaInHeap  bool   // the arena is Go heap memory, counted by the runtime like any allocation
+	TrimmedBytes uint64 // bytes Trim has given back to the system, in all
 }
 
 // Stats returns a snapshot of the pool's counters.
@@ -412,6 +423,9 @@ func (p *BytesPool) Stats() Stats {
 		Waiters:         p.sema.Waiting() + int(p.pipeWaiting.Load()),
 		Waits:           waits,
 		WaitTime:        waitTime,
+		ArenaBytes:      p.arena.Reserved(),
+		ArenaInHeap:     !slab.Mapped,
+		TrimmedBytes:    p.trimmed.Load(),
 	}
 }
 
@@ -421,6 +435,58 @@ func (p *BytesPool) mustBeMade(method string) {
 	if p == nil || p.headers == nil {
 		panic("bytespool: " + method + " on a BytesPool not made by New or NewBytesPool")
 	}
+}
+
+// Trim gives the memory of the pool's free blocks back to the operating
+// system and returns how many bytes it gave back: the whole pages that free
+// blocks cover, so with blocks smaller than a page, only pages all of
+// whose blocks are free. The blocks stay in the pool and come back
+// zero-filled on their next use, when the system backs them with memory
+// again. ZeroOnFree is unaffected: a block is still wiped when it is freed.
+//
+// Trim returns 0 where the arena is Go heap memory (see Stats.ArenaInHeap)
+// or the platform cannot release memory (only Linux can so far).
+//
+// Trim is safe to call at any time, concurrently with everything else. It
+// never releases memory of a block that is held or about to be filled: it
+// takes each free run off its ring while it releases it, so a writer that
+// wants one of those blocks waits the moment that takes. A pool never
+// trims by itself; a program that wants it to can call Trim from a
+// time.Ticker, or after a burst.
+func (p *BytesPool) Trim() int {
+	p.mustBeMade("Trim")
+	if !slab.Mapped {
+		return 0
+	}
+	// Hot blocks go back to the rings, to be trimmed with the rest.
+	// Stripes hold only blocks never touched, with nothing to give back.
+	for s := range p.shardMask + 1 {
+		p.drainHot(s)
+	}
+	released := 0
+	var es [64]uint32
+	for k := range int(p.nslabs.Load()) {
+		sl := p.slabs[k].Load()
+		for _, r := range sl.rings {
+			// Each entry that was in the ring when Trim came is taken
+			// once; those pushed meanwhile may be taken instead, which
+			// only changes which free runs are trimmed.
+			for left := r.Len(); left > 0; {
+				n := r.PopN(es[:min(left, len(es))])
+				if n == 0 {
+					break
+				}
+				left -= n
+				for _, e := range es[:n] {
+					i, m := sl.run(e)
+					released += p.arena.Release(i, m)
+				}
+				pushAll(r, es[:n])
+			}
+		}
+	}
+	p.trimmed.Add(uint64(released))
+	return released
 }
 
 // blocksFor returns how many blocks n bytes fill, rounding up.
