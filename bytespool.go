@@ -15,8 +15,9 @@
 //     BytesPool with MaxMemory set never hands out more than MaxMemory
 //     bytes, and a writer that would exceed it waits for blocks, in arrival
 //     order, instead of allocating.
-//   - The arena is a few large pointer-free allocations, so the memory it
-//     holds costs the garbage collector nothing to scan.
+//   - The arena is memory mapped outside the Go heap (on unix, outside the
+//     race detector; see package slab), so the memory it holds costs the
+//     garbage collector nothing to scan and does not raise its goal.
 //
 // Layout: package slab carves the arena into blocks named by uint32
 // indices; package ring recycles free indices through a lock-free ring;
@@ -68,9 +69,13 @@ type Config struct {
 	// that is not a multiple of BlockSize is an error rather than rounded:
 	// the pool can only hand out whole blocks, so rounding up would break
 	// the cap and rounding down would quietly lose memory the caller
-	// budgeted for. 0 means unlimited: the arena grows slab by slab (doubling)
-	// as needed. A limited pool reserves its whole arena when it is made;
-	// the operating system backs only the pages that are used.
+	// budgeted for. 0 means unlimited: the arena grows slab by slab
+	// (doubling) as writers need blocks, and a slab the system refuses
+	// fails the write that needed it with an error wrapping
+	// ErrPoolTooSmall. A limited pool reserves its whole arena, as address
+	// space, when it is made (New fails if the system refuses); the
+	// system backs only the pages that are written. See Stats.ArenaBytes
+	// for where the memory lives.
 	MaxMemory int
 	// BlockSize is the size of one block in bytes; 0 means
 	// DefaultBlockSize. At most MaxBlockSize.
@@ -89,13 +94,17 @@ type Config struct {
 // made, rounded up to a power of two, at most 8), so that a block freed on
 // one core tends to be reused on that core. They cost 8 bytes per block
 // and shard; the links that string a Bytes' blocks together cost 12 bytes
-// per block: 0.7% of the arena for 4 KiB blocks and 2 shards.
+// per block: 0.7% of the arena for 4 KiB blocks and 2 shards. Both are made
+// slab by slab, as writers first reach each slab of the arena (slab k of
+// the arena holds B0<<k blocks, B0 the blocks in 256 KiB), so a pool costs
+// them only for the blocks it has used, however large its MaxMemory.
 //
-// A pool needs no closing. The garbage collector frees it, arena and all,
-// at the first collection after nothing refers to it any more: neither the
-// program nor a live Bytes (a freed Bytes does not count). A pipe, and a
-// Bytes dropped without Free, keep it one collection longer: until the
-// finalizer or cleanup that gives back what they hold has run.
+// A pool needs no closing. At the first collection after nothing refers to
+// it any more, neither the program nor a live Bytes (a freed Bytes does
+// not count), a cleanup unmaps its arena and the garbage collector frees
+// the rest. A pipe, and a Bytes dropped without Free, keep it one
+// collection longer: until the finalizer or cleanup that gives back what
+// they hold has run.
 type BytesPool struct {
 	arena     *slab.Arena
 	blockSize int
@@ -345,6 +354,7 @@ func (p *BytesPool) grow(need int) error {
 		return nil // another writer grew the pool meanwhile
 	}
 	added := 0
+	var refused error
 	for added < need {
 		k := p.arena.Slabs()
 		n, err := p.arena.Grow()
@@ -352,10 +362,11 @@ func (p *BytesPool) grow(need int) error {
 			break
 		}
 		if err != nil {
-			if added > 0 {
-				break // enough for some writers; this one may yet fit
-			}
-			return fmt.Errorf("%w: growing the pool by %d bytes: %w", ErrPoolTooSmall, n*p.blockSize, err)
+			// The slabs published so far stay, for writers that fit
+			// in them; this writer does not, and must not wait for
+			// blocks that no slab will bring.
+			refused = fmt.Errorf("%w: growing the pool: %w", ErrPoolTooSmall, err)
+			break
 		}
 		p.addSlab(k)
 		added += n
@@ -367,7 +378,7 @@ func (p *BytesPool) grow(need int) error {
 		p.sema.Release(uint64(added), 0)
 		p.grown.Add(int64(added))
 	}
-	return nil
+	return refused
 }
 
 // units returns the blocks the semaphore counts, held or not: all of a
