@@ -50,6 +50,9 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		cases = append(cases, tc{"more blocks than indices", Config{MaxMemory: 1 << 32, BlockSize: 1}, "MaxMemory", strconv.Itoa(1 << 32)})
 		// One block more than a free ring can hold.
 		cases = append(cases, tc{"more blocks than a ring holds", Config{MaxMemory: 1<<31 + 1, BlockSize: 1}, "MaxMemory", strconv.Itoa(1<<31 + 1)})
+		// Arenas beyond the address space: an error, never a crash.
+		cases = append(cases, tc{"256 TiB", Config{MaxMemory: 1 << 48, BlockSize: 1 << 17}, "MaxMemory", strconv.Itoa(1 << 48)})
+		cases = append(cases, tc{"2 EiB", Config{MaxMemory: 1 << 61, BlockSize: 1 << 30}, "MaxMemory", strconv.Itoa(1 << 61)})
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -168,6 +171,19 @@ func TestZeroBytesPoolPanicsSayingHowToMakeOne(t *testing.T) {
 			msg := panicMessage(t, f)
 			assert.Contains(t, msg, "New or NewBytesPool")
 		})
+	}
+}
+
+// An arena beyond the address space is a panic naming maxMemory, never a
+// runtime error or a fatal one.
+func TestNewBytesPoolHugePanicsNamingMaxMemory(t *testing.T) {
+	if strconv.IntSize < 64 {
+		t.Skip("needs a 64-bit int")
+	}
+	for _, mem := range []int{1 << 48, 1 << 61} {
+		msg := panicMessage(t, func() { NewBytesPool(mem, 1<<30) })
+		assert.Contains(t, msg, "maxMemory")
+		assert.Contains(t, msg, strconv.Itoa(mem))
 	}
 }
 
