@@ -671,8 +671,10 @@ func drained(r io.Reader) bool {
 	return ok && l.Len() == 0
 }
 
-// WriteTo writes the unread bytes to w until b is empty or w fails. It
-// writes straight from the blocks: a net.Conn gets all unread blocks in one
+// WriteTo writes the unread bytes to w until b is empty or w fails. As
+// the io.Writer contract says, w must not keep the slices it is given
+// after Write returns: they are the pool's memory. It writes straight
+// from the blocks: a net.Conn gets all unread blocks in one
 // writev (net.Buffers), any other writer one Write per run of blocks that
 // lie back to back in the pool's memory. Blocks taken from a fresh pool, or
 // recycled in order by a steady stream, form long runs, so a large Write

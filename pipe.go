@@ -826,6 +826,8 @@ func (r *PipeReader) ReadContext(ctx context.Context, p []byte) (int, error) {
 }
 
 // WriteTo writes everything the pipe delivers to w until the writer closes.
+// As the io.Writer contract says, w must not keep the slices it is given
+// after Write returns: they are the pool's memory.
 // It returns nil after the writer's Close, the writer's error after
 // CloseWithError, or w's error. It writes straight from the blocks: a
 // net.Conn gets all buffered blocks in one writev, any other writer one
