@@ -671,36 +671,30 @@ func drained(r io.Reader) bool {
 	return ok && l.Len() == 0
 }
 
-// WriteTo writes the unread bytes to w until b is empty or w fails. As
-// the io.Writer contract says, w must not keep the slices it is given
-// after Write returns: they are the pool's memory. It writes straight
-// from the blocks: a net.Conn gets all unread blocks in one
-// writev (net.Buffers), any other writer one Write per run of blocks that
-// lie back to back in the pool's memory. Blocks taken from a fresh pool, or
-// recycled in order by a steady stream, form long runs, so a large Write
-// usually reaches w as one buffer or a few.
-//
-// A w that is a Bytes of the same pool gets the blocks themselves, with no
-// copy and no new block: all of them, or, if they do not fit its maxLen,
-// none, and WriteTo returns ErrBytesCapacityTooSmall (ErrClosed if w was
-// freed). So io.Copy from one Bytes to another never waits for blocks,
-// which it could not get while b holds them if the pool is full. WriteTo to
-// b itself moves b's bytes behind those written meanwhile, once. Any other
-// writer that takes blocks of the pool, such as a PipeWriter of it, copies
-// into fresh blocks while b still holds its own: where b holds most of the
-// pool, that waits until other holders free blocks.
-//
-// WriteTo takes the unread bytes out of b before it writes them, so
-// concurrent reads see them gone and concurrent writes append behind them,
-// though they still count against maxLen until w has taken them; what w does
-// not take is put back at the front of b. Concurrent WriteTos of b take
-// turns, so that what one puts back stays in front of what the next takes.
-// Blocks go back to the pool as soon as w has taken all their bytes. A w
-// that takes less than it was given without an error makes WriteTo return
-// io.ErrShortWrite, and one that reports a count outside [0, len(p)] an
-// error of its own, having taken none of that p. If w panics, its bytes
-// stay in b, as in a bytes.Buffer.
+// WriteTo writes b's unread bytes to w, straight from the blocks, until b
+// is empty or w fails, and returns how many w took; what w does not take
+// stays at the front of b. A short write without an error ends it with
+// io.ErrShortWrite, and a count outside [0, len(p)] with an error, none of
+// that p taken. w gets slices with cap == len, and must not keep them after
+// Write returns. A w that is a Bytes of the same pool gets the blocks
+// themselves, without a copy or a new block: all of them, or none and
+// ErrBytesCapacityTooSmall. Concurrent WriteTos of b take turns.
 func (b *Bytes) WriteTo(w io.Writer) (int64, error) {
+	// How: WriteTo detaches every unread block from b (detachTo), so
+	// concurrent reads see them gone and concurrent writes append behind
+	// them, though they count against maxLen until w has taken them
+	// (outBytes, outBlocks). It then writes them with b unlocked: a TCP or
+	// Unix conn gets them all in one writev (net.Buffers), any other
+	// writer one Write per run of blocks that lie back to back in the
+	// arena, which for data written in large pieces is one Write for many
+	// blocks (see writeOut). Blocks w took in full go back to the pool;
+	// the rest go back to the front of b (settle). The turn (takeTurn)
+	// keeps what one WriteTo puts back in front of what the next takes.
+	// To b itself, the bytes move behind those written meanwhile, once.
+	// Any writer other than a Bytes of the pool that takes blocks, such
+	// as a PipeWriter of it, copies into fresh blocks while b still holds
+	// its own, and so waits where b holds most of the pool. If w panics,
+	// its bytes stay in b, as in a bytes.Buffer.
 	st := b.st
 	c := &st.c
 	dst, _ := w.(*Bytes)

@@ -191,7 +191,7 @@ type shardLocal struct {
 // so a stream of 32 KiB reads and writes puts back and takes one entry per
 // call rather than 8. Each entry costs a Push an atomic store, an exchange
 // that waits for the core's store buffer, full of the copy's stores, to
-// drain; one per block cost a 2 MiB stream 0.5-0.8% of its time. Each
+// drain, so fewer entries make a stream measurably cheaper. Each
 // ring's capacity is the number of blocks in the slab, and a free block
 // sits in one entry of one ring only, so a push never finds a ring full
 // for good.
@@ -531,8 +531,8 @@ func (p *BytesPool) tooBig(n int) bool { return n > p.capacity }
 func (p *BytesPool) getBlocks(dst []uint32, shard int) {
 	// Usually the home shard's ring of the newest slab has them all.
 	// That slab's lists are there: addSlab publishes them before it
-	// raises nslabs. This is take, written out: the call to take cost
-	// a 1 KiB Write, Read and Free 5-8% in paired A/B runs.
+	// raises nslabs. This is take, written out, to keep a call off the
+	// path of every small write (bench/RESULTS.md has the A/B).
 	got := 0
 	if k := p.nslabs.Load() - 1; k >= 0 {
 		sl := p.slabs[k].Load()
@@ -610,10 +610,8 @@ const maxShards = 8
 // header pool, so a P's headers share its shard. Taken in turn, the headers
 // of two busy cores landed on one shard whenever each core had made an
 // even number of them before, and the cores then shared that shard's hot
-// block and rings: a scratch run of two goroutines, each with one Bytes
-// kept and one made, written, read and freed per op, measured 166-213 ns
-// per op that way, and 83-101 ns with a token per P (each goroutine on a
-// shard of its own in all four runs).
+// block and rings, passing their cache lines back and forth on every op
+// (bench/RESULTS.md has the measurements).
 func (p *BytesPool) newShard() int {
 	if t, _ := p.shardTokens.Get().(*shardToken); t != nil {
 		p.shardTokens.Put(t)
@@ -634,10 +632,8 @@ type shardToken struct{ shard int }
 // Tokens used to be looked at only when a header was made: a P that kept
 // reissuing its headers lost its token two collections later, the next
 // header it made drew the next shard in turn, and two busy Ps then often
-// shared a shard. In a scratch run of two goroutines, each making, writing,
-// reading and freeing a Bytes, with a collection every 200,000 ops, they
-// shared one in 30-90% of their ops. A look costs a sync.Pool Get and Put,
-// about a fifth of a 1 KiB op; one in 256 costs nothing measurable.
+// shared a shard. A look costs a sync.Pool Get and Put, a good part of a
+// small op, so it is taken only once in shardRecheck reissues.
 const shardRecheck = 256
 
 // addSlab publishes the lists of slab k: its free rings, one per shard,

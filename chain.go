@@ -171,8 +171,7 @@ func fillBlocks[T bytesOrString](c *chain, p T, blocks []uint32) T {
 	for len(blocks) > 0 {
 		// Blocks that follow each other in the arena, as a ring hands
 		// out blocks carved or freed in order, take their bytes in one
-		// copy: 2 MiB copied 32 KiB at a time takes 5-9% less time
-		// than 4 KiB at a time.
+		// copy: one large memmove costs less than one per block.
 		mem, links := c.pool.span(blocks[0])
 		run := 1
 		for run < len(blocks) && blocks[run] == blocks[0]+uint32(run) && run < len(links) {

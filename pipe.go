@@ -380,12 +380,12 @@ func (pp *pipe) blockAt(ctx context.Context, want int) (blk uint32, fresh bool, 
 	pp.reserved--
 	// From the reader's shard's rings first, where the reader frees the
 	// pipe's blocks: the pipe cycles through its own blocks, and leaves
-	// the writer's shard's to the Bytes of the writer's core. Looking in
-	// the writer's shard first made Pipe64MiB 10-11% slower (A/B of
-	// prebuilt binaries, n=8, p=0.010). Once the rings are empty the
-	// writer likewise takes the reader's shard's hot block and stripe
-	// before other shards' (see getBlocks): in practice, only while the
-	// pool warms up.
+	// the writer's shard's to the Bytes of the writer's core, whose
+	// blocks would otherwise be pulled over to the pipe's cores (and
+	// Pipe64MiB measures slower that way; see bench/RESULTS.md). Once
+	// the rings are empty the writer likewise takes the reader's
+	// shard's hot block and stripe before other shards' (see
+	// getBlocks): in practice, only while the pool warms up.
 	blk = pp.pool.getBlock(pp.rshard)
 	*blockSlot(pp.slotsFor(k), k) = blk
 	return blk, true, nil

@@ -8,11 +8,9 @@ package bytespool
 // every write that adds the block to a chain. Carved one at a time for
 // whichever core asked, a fresh pool's blocks would alternate between the
 // cores, and two cores that each reuse one block (small messages, with
-// the hot blocks of hot.go) would write the same line on every message.
-// With 4 KiB blocks, two goroutines each writing, reading and freeing
-// 1 KiB took 177 ns per op on blocks 0 and 1, 86 ns on blocks 16 apart;
-// the stripes took bench's Small1KiBParallel from 174 to 99 ns per op.
-// A stripe keeps a shard's fresh blocks together, apart from the other
+// the hot blocks of hot.go) would write the same line on every message,
+// which roughly doubles the cost of a small message (bench/RESULTS.md has
+// the figures). A stripe keeps a shard's fresh blocks together, apart from the other
 // shards' blocks: 32 links are 384 bytes, three whole 128-byte line pairs.
 // Freed blocks then mostly stay in their shard (see BytesPool.slabs), so
 // the shards keep to their own stretches of the arena.

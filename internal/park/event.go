@@ -135,11 +135,13 @@ func (e *Event) Wait(ctx context.Context, seq uint32) error {
 
 // Spinning pays only when the waker can run at the same time, that is with
 // more than one P; even then it is bounded, because an unbounded
-// spin-with-yield burns a whole core (see DESIGN-NOTES, "Parking").
+// spin-with-yield burns a whole core that the waker, or any other
+// goroutine, could have used: a waiter that finds no change after a few
+// short rounds sleeps.
 const (
 	spinRounds = 4  // rounds of busy polling, as sync.Mutex does
 	spinLoads  = 64 // atomic loads per round
-	yields     = 2  // runtime.Gosched calls after the busy rounds (~190 ns each)
+	yields     = 2  // runtime.Gosched calls after the busy rounds
 )
 
 // spin polls the event word for a short while and reports whether it moved.
