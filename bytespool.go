@@ -36,6 +36,8 @@ import (
 
 	"go.uber.org/atomic"
 
+	"github.com/zjj/bytespool/internal/cacheline"
+
 	"github.com/zjj/bytespool/internal/park"
 	"github.com/zjj/bytespool/ring"
 	"github.com/zjj/bytespool/slab"
@@ -160,7 +162,7 @@ type BytesPool struct {
 
 	// local[s] is what shard s keeps beside its rings: its hot block and
 	// its stripe.
-	_     [cacheLineSize]byte
+	_     [cacheline.Size]byte
 	local [maxShards]shardLocal
 }
 
@@ -178,7 +180,7 @@ type shardLocal struct {
 	// stripe is the shard's stripe (see stripe.go): fresh blocks carved
 	// for the shard and not yet used.
 	stripe atomic.Uint64
-	_      [cacheLineSize]byte
+	_      [cacheline.Size]byte
 }
 
 // slabLists is the per-slab state of a pool.

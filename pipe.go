@@ -10,6 +10,8 @@ import (
 
 	"go.uber.org/atomic"
 
+	"github.com/zjj/bytespool/internal/cacheline"
+
 	"github.com/zjj/bytespool/internal/park"
 )
 
@@ -93,7 +95,7 @@ type pipe struct {
 
 	slots0 []uint32 // the first slots array
 
-	_ [cacheLineSize]byte
+	_ [cacheline.Size]byte
 
 	// The writer's side, guarded by wturn.
 	wturn    turn
@@ -102,18 +104,18 @@ type pipe struct {
 	reserved int             // blocks reserved in the pool and not yet taken
 	probe    [probeSize]byte // ReadFrom's small buffer (see PipeWriter.ReadFrom)
 
-	_       [cacheLineSize]byte
+	_       [cacheline.Size]byte
 	written atomic.Uint64 // wpos<<posShift | wclosed | tailFree
-	_       [cacheLineSize]byte
+	_       [cacheline.Size]byte
 
 	// The reader's side, guarded by rturn.
 	rturn   turn
 	rpos    uint64         // the read position
 	scratch writeToScratch // WriteTo's buffers
 
-	_    [cacheLineSize]byte
+	_    [cacheline.Size]byte
 	read atomic.Uint64 // rpos, published for the writer
-	_    [cacheLineSize]byte
+	_    [cacheline.Size]byte
 
 	// Each side loads the other's Event on every call; the words are
 	// written only when somebody waits.
@@ -127,10 +129,6 @@ const (
 	wclosed  = 1 << 1 // the writer closed: written is final
 	posShift = 2
 )
-
-// cacheLineSize pads the fields that one side of a pipe writes away from
-// those the other writes.
-const cacheLineSize = 64
 
 // PipeReader is the read half of a pipe made by BytesPool.NewPipe.
 type PipeReader struct{ p *pipe }

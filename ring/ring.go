@@ -21,15 +21,9 @@ import (
 	"math/bits"
 
 	"go.uber.org/atomic"
-)
 
-// cacheLineSize is the unit of padding between the hot fields of a Ring:
-// a store to head or tail invalidates the whole cache line in every other
-// core, so fields written by different goroutines must not share one.
-// 64 bytes is the line size on x86-64. (arm64 and ppc64 would want 128,
-// and x86's adjacent-line prefetcher works in 128-byte pairs too; 64 is
-// what the design card asks for.)
-const cacheLineSize = 64
+	"github.com/zjj/bytespool/internal/cacheline"
+)
 
 // A Ring is a bounded MPMC FIFO queue of uint32 values.
 // A Ring must be created with New; the zero value is not usable.
@@ -42,11 +36,11 @@ const cacheLineSize = 64
 // also 64-bit aligned on 32-bit platforms, as 64-bit atomics require there;
 // tail follows at a multiple of 8 bytes.
 type Ring struct {
-	_ [cacheLineSize]byte
+	_ [cacheline.Size]byte
 
 	// head is the next position to pop. Written only by Pop's CAS.
 	head atomic.Uint64
-	_    [cacheLineSize]byte
+	_    [cacheline.Size]byte
 
 	// tail is the next position to push. Written only by Push's CAS.
 	tail atomic.Uint64
@@ -57,7 +51,7 @@ type Ring struct {
 	// away from the cores that pop. It shares tail's line, which a Push
 	// owns anyway.
 	seenHead atomic.Uint64
-	_        [cacheLineSize]byte
+	_        [cacheline.Size]byte
 
 	// mask and slots are written by New and only read afterwards;
 	// the padding above keeps them off the lines that head and tail

@@ -12,6 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/atomic"
+
+	"github.com/zjj/bytespool/internal/cacheline"
 )
 
 func TestNewPanics(t *testing.T) {
@@ -46,10 +48,10 @@ func TestLayout(t *testing.T) {
 	assert.Zero(t, unsafe.Offsetof(s.word)%8)
 	assert.Zero(t, unsafe.Offsetof(r.head)%8)
 	assert.Zero(t, unsafe.Offsetof(r.tail)%8)
-	assert.GreaterOrEqual(t, unsafe.Offsetof(r.head), uintptr(cacheLineSize))
-	assert.GreaterOrEqual(t, unsafe.Offsetof(r.tail)-unsafe.Offsetof(r.head), uintptr(cacheLineSize+8))
+	assert.GreaterOrEqual(t, unsafe.Offsetof(r.head), uintptr(cacheline.Size))
+	assert.GreaterOrEqual(t, unsafe.Offsetof(r.tail)-unsafe.Offsetof(r.head), uintptr(cacheline.Size+8))
 	assert.Equal(t, unsafe.Offsetof(r.tail)+8, unsafe.Offsetof(r.seenHead), "seenHead shares tail's line")
-	assert.GreaterOrEqual(t, unsafe.Offsetof(r.mask)-unsafe.Offsetof(r.seenHead), uintptr(cacheLineSize+8))
+	assert.GreaterOrEqual(t, unsafe.Offsetof(r.mask)-unsafe.Offsetof(r.seenHead), uintptr(cacheline.Size+8))
 }
 
 // TestSeenHead checks that Pushes see the room that Pops made even though

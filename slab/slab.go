@@ -44,6 +44,8 @@ import (
 	"sync"
 
 	"go.uber.org/atomic"
+
+	"github.com/zjj/bytespool/internal/cacheline"
 )
 
 // MaxBlocks is the largest number of blocks an arena can hold. Block indices
@@ -71,11 +73,6 @@ const (
 	// B0<<k blocks starting at index B0*(1<<k - 1), with B0 >= 1; since no
 	// index reaches MaxBlocks = 1<<32 - 1, k <= 31 for every valid index.
 	maxSlabs = 32
-
-	// cacheLine separates the carve counter, written on every carve, from
-	// the fields read on every Block. 128 bytes covers arm64 and ppc64, and
-	// the adjacent-line prefetcher of x86.
-	cacheLine = 128
 )
 
 // An Arena is memory carved into blocks of BlockSize bytes. Create one with
@@ -108,7 +105,7 @@ type Arena struct {
 	// loads it without a lock. Free clears them all.
 	slabs [maxSlabs]atomic.Pointer[[]byte]
 
-	_ [cacheLine]byte
+	_ [cacheline.Size]byte
 
 	// carved is the number of blocks handed out, which are exactly the
 	// indices [0, carved). Only carveN writes it, by CAS from n to n+m
@@ -128,7 +125,7 @@ type Arena struct {
 	freed bool       // under mu: Free has run
 
 	// Keeps the next heap object off carved's cache line.
-	_ [cacheLine]byte
+	_ [cacheline.Size]byte
 }
 
 // New returns an arena of blocks of blockSize bytes.

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.uber.org/atomic"
+
+	"github.com/zjj/bytespool/internal/cacheline"
 )
 
 // Sema is a counting semaphore whose waiters are served in arrival order,
@@ -44,9 +46,9 @@ import (
 // grantLocked runs again, so the waiters behind a cancelled head are not
 // held back by it.
 type Sema struct {
-	_      [64]byte // keep queued off the cache line of whatever precedes the Sema
+	_      [cacheline.Size]byte // keep queued off the cache line of whatever precedes the Sema
 	queued atomic.Uint32
-	_      [60]byte // and off the lines of the fields below
+	_      [cacheline.Size - 4]byte // and off the lines of the fields below
 
 	counts []count // available units, by shard; len(counts) == mask+1
 	mask   int
@@ -69,7 +71,7 @@ type Sema struct {
 // count is one shard's available units, alone on its cache line.
 type count struct {
 	n atomic.Uint64
-	_ [56]byte
+	_ [cacheline.Size - 8]byte
 }
 
 // waiter is one place in the queue. Nodes are recycled, so a steady state of
