@@ -644,15 +644,6 @@ func (st *state) readUnlocked(p *BytesPool, gen uint32, r io.Reader, buf []byte,
 	return n, !st.endPending(gen, hold), err
 }
 
-// checkReadCount panics, as bytes.Buffer.ReadFrom does, if a reader
-// returned a count outside [0, limit] for a buffer of limit bytes, which
-// breaks the io.Reader contract. The ReadFroms of Bytes and pipes share it.
-func checkReadCount(n, limit int) {
-	if n < 0 || n > limit {
-		panic(fmt.Sprintf("bytespool: ReadFrom: reader returned count %d for a buffer of %d bytes", n, limit))
-	}
-}
-
 // endPending takes back the n bytes a call that unlocked mu counted as
 // pending, unless b was freed meanwhile, which reset pending; it reports
 // whether b is still the caller's.
@@ -662,13 +653,6 @@ func (st *state) endPending(gen uint32, n int) bool {
 	}
 	st.pending -= n
 	return true
-}
-
-// drained reports whether r says it has nothing left to read, which only a
-// reader with a Len method can say without being read.
-func drained(r io.Reader) bool {
-	l, ok := r.(interface{ Len() int })
-	return ok && l.Len() == 0
 }
 
 // WriteTo writes b's unread bytes to w, straight from the blocks, until b

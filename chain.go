@@ -1,16 +1,7 @@
 package bytespool
 
-import (
-	"errors"
-	"io"
-	"net"
-)
-
 // This file holds the chain: the FIFO of blocks behind a Bytes. The chain
 // does no locking of its own; the Bytes' mutex guards every method.
-
-// noBlock is the block index that names no block.
-const noBlock = ^uint32(0)
 
 // A link is the chain bookkeeping of one block, kept by the pool beside the
 // block (see slabLists): the block's unread bytes are [off, end), and next
@@ -139,9 +130,6 @@ func (c *chain) pushRun(first uint32, links []link, k int) {
 	c.blocks += len(links)
 	c.n += k
 }
-
-// bytesOrString is what the write paths copy from.
-type bytesOrString interface{ ~[]byte | ~string }
 
 // write appends p. The caller has reserved exactly c.need(len(p)) blocks in
 // the pool's semaphore and passes that number as fresh.
@@ -307,28 +295,6 @@ func (c *chain) release(n int) {
 	}
 }
 
-// writeToScratch is a WriteTo's view of the blocks it detached from the
-// chain, and the buffers that point into them. WriteTo reuses it between
-// calls; it lives on the heap so that (*net.Buffers).WriteTo does not make
-// the slice header escape per call.
-type writeToScratch struct {
-	blockList
-	bufs [][]byte    // the unread bytes of the detached blocks, in order, one buffer per run (see BytesPool.front)
-	vecs [][]byte    // a copy of bufs for a net.Conn (see writeOut)
-	vec  net.Buffers // vecs as handed to the net.Conn, which consumes it
-}
-
-// takeScratch takes the scratch parked at *slot, or makes one if another
-// WriteTo has it; give it back with *slot = sc, under the same lock.
-func takeScratch(slot **writeToScratch) *writeToScratch {
-	sc := *slot
-	*slot = nil
-	if sc == nil {
-		sc = new(writeToScratch)
-	}
-	return sc
-}
-
 // detachTo moves every block of the chain into sc and points sc.bufs at
 // their unread bytes, one buffer per run of blocks that lie back to back in
 // the arena. The blocks' links stay as they are, and nobody else touches
@@ -347,61 +313,6 @@ func (c *chain) detachTo(sc *writeToScratch) {
 	c.n, c.blockList = 0, blockList{}
 }
 
-// writeOut writes sc.bufs to w and returns how many of their bytes w took,
-// leaving sc.bufs as they were. Every buffer has cap == len (see front).
-//
-// A TCP or Unix connection gets them all in one writev through
-// net.Buffers, which consumes the slice it writes (it sets the buffers it
-// wrote to nil and cuts the one it stopped in), so it gets a copy. Only
-// the net package's own connections are written that way: for any other
-// writer, a net.Conn wrapper included, net.Buffers calls Write once per
-// buffer and moves on after a short write, leaving a hole in the stream.
-// Any other writer gets one Write per buffer here instead. Every count a
-// writer returns is checked before it is used: a short write without an
-// error stops with io.ErrShortWrite, and a count outside [0, len(buffer)],
-// which breaks the io.Writer contract, with errInvalidWrite, counting none
-// of that buffer as taken, as io.Copy does.
-func writeOut(w io.Writer, sc *writeToScratch) (int64, error) {
-	switch w.(type) {
-	case *net.TCPConn, *net.UnixConn:
-		var total int64
-		for _, b := range sc.bufs {
-			total += int64(len(b))
-		}
-		sc.vecs = append(sc.vecs[:0], sc.bufs...)
-		sc.vec = sc.vecs
-		n, err := sc.vec.WriteTo(w)
-		clear(sc.vecs) // drop the references into the arena
-		sc.vec = nil
-		switch {
-		case n < 0 || n > total:
-			return 0, errInvalidWrite
-		case n < total && err == nil:
-			err = io.ErrShortWrite
-		}
-		return n, err
-	}
-	var n int64
-	for _, b := range sc.bufs {
-		k, err := w.Write(b)
-		if k < 0 || k > len(b) {
-			return n, errInvalidWrite
-		}
-		n += int64(k)
-		if err != nil {
-			return n, err
-		}
-		if k != len(b) {
-			return n, io.ErrShortWrite
-		}
-	}
-	return n, nil
-}
-
-// errInvalidWrite is WriteTo's error for a writer that returned a count
-// outside [0, len(p)] from Write(p).
-var errInvalidWrite = errors.New("bytespool: WriteTo: invalid count returned by the writer's Write")
-
 // settle finishes a write of the blocks of pool p detached into sc, of
 // which the writer took the first n bytes: it frees the blocks taken in
 // full, and puts the rest back in front of the chain if keep is set, or
@@ -410,7 +321,7 @@ var errInvalidWrite = errors.New("bytespool: WriteTo: invalid count returned by 
 // number of bytes left unwritten.
 func (c *chain) settle(p *BytesPool, sc *writeToScratch, n int64, keep bool) int {
 	if keep {
-		c.unout(sc)
+		c.stopCounting(sc)
 	}
 	f := freer{pool: p, shard: c.shard, hot: true}
 	left := 0
@@ -446,22 +357,16 @@ func (c *chain) settle(p *BytesPool, sc *writeToScratch, n int64, keep bool) int
 // c, if keep is set (see settle), and sc forgets them.
 func (c *chain) handOver(sc *writeToScratch, keep bool) {
 	if keep {
-		c.unout(sc)
+		c.stopCounting(sc)
 	}
 	sc.forget()
 }
 
-// unout stops counting the bytes and blocks detached into sc against c.
-func (c *chain) unout(sc *writeToScratch) {
+// stopCounting stops counting the bytes and blocks detached into sc
+// against c: they have gone to the pool, to another chain, or back into c.
+func (c *chain) stopCounting(sc *writeToScratch) {
 	for _, b := range sc.bufs {
 		c.outBytes -= len(b)
 	}
 	c.outBlocks -= sc.blocks
-}
-
-// forget drops sc's references into the arena and the links, so that a
-// scratch kept by a freed header holds on to nothing of the pool.
-func (sc *writeToScratch) forget() {
-	clear(sc.bufs)
-	sc.blockList = blockList{}
 }
