@@ -79,6 +79,39 @@ type Config struct {
 	// next holder can never see the previous one's bytes even through a
 	// bug. Use it for secrets. It costs one memclr per freed block.
 	ZeroOnFree bool
+
+	// Debug catches misuse, at a cost: it is for tests and staging. Every
+	// NewBytes makes a new header, and Free never hands one back for
+	// reuse, so a Bytes used after Free is always caught: every method
+	// of it, Len, Free and Close included, panics with a message that
+	// holds the stack of the first Free. (A call that was already under
+	// way when Free ran returns ErrClosed, as without Debug.) Leak.Made
+	// holds the stack of NewBytes' or NewPipe's caller. Pipes are as
+	// without Debug: a second Close of an end is allowed, as with io.Pipe,
+	// and a Write after the writer's Close returns io.ErrClosedPipe.
+	//
+	// What it costs: DEBUGCOST. The promise of zero
+	// allocations in steady state holds only without Debug.
+	Debug bool
+
+	// OnLeak, if not nil, is called once for each Bytes that the garbage
+	// collector reclaimed without Free or Close, and for each pipe whose
+	// two ends it reclaimed while the reader was not closed and either
+	// the writer was not closed or the pipe still held blocks. It is
+	// never called for a Bytes that was freed, nor for a pipe whose
+	// reader was closed or that was drained to io.EOF after the writer's
+	// Close. Stats.Leaks counts the same events, with or without OnLeak.
+	//
+	// OnLeak runs on the goroutine that reclaims the Bytes or the pipe:
+	// the runtime's cleanup goroutines for a Bytes, its finalizer
+	// goroutine for a pipe (or, for a pipe dropped while a call was still
+	// in it, the goroutine of that call as it returns). The runtime may
+	// run several cleanups at once, but the pool calls OnLeak for one
+	// leak at a time, never for two at once, and never while it holds a
+	// lock of the pool, a Bytes or a pipe: OnLeak may call any method of
+	// the pool, Stats included. It must not block for long, since it
+	// holds up the other leaks' reports and the runtime's cleanups.
+	OnLeak func(Leak)
 }
 
 // BytesPool hands out blocks to the Bytes and pipes made from it. All its
@@ -145,6 +178,8 @@ type BytesPool struct {
 	shardTokens *sync.Pool // *shardToken
 
 	pipeWaiting atomic.Int32 // goroutines parked in pipe reads and writes
+
+	obs observer // Debug, OnLeak and Stats' slow-path counters (see obs.go)
 
 	// local[s] is what shard s keeps beside its rings: its hot block and
 	// its stripe.
@@ -241,6 +276,7 @@ func New(cfg Config) (*BytesPool, error) {
 	if msg != "" {
 		return nil, fmt.Errorf("%w: %s", ErrInvalidConfig, msg)
 	}
+	p.obs.debug, p.obs.onLeak = cfg.Debug, cfg.OnLeak
 	return p, nil
 }
 
@@ -317,6 +353,35 @@ type Stats struct {
 
 	Waits    uint64        // reservations that had to wait for blocks, since the pool was made
 	WaitTime time.Duration // their total time
+
+	// BlockWaiters is how many goroutines are queued for blocks: writers
+	// of Bytes and of pipes. Waiters counts them too, and the goroutines
+	// parked in pipes for data, for room or for their turn besides.
+	BlockWaiters int
+	// OldestWait is how long the writer first in the queue for blocks,
+	// the one that has waited longest, has waited so far; 0 if none. It
+	// grows from one Stats call to the next while that writer is stuck.
+	OldestWait time.Duration
+	// PeakInUse is the most blocks in use at once since the pool was
+	// made, as far as the pool has looked: at least the largest
+	// BlocksInUse that Stats has returned, and at least the blocks in
+	// use (in BlocksInUse's sense) at every moment the queue for blocks
+	// changed: when a writer joined it, was granted its blocks, or left
+	// it. So it is exact when the peak came with a writer waiting, as
+	// in a limited pool that ran dry; a peak that came and went while
+	// nobody waited, between two Stats calls, may be missed. The fast
+	// paths of Write, Read and Free keep no count of their own. Under
+	// concurrency a sample may count blocks that calls in flight are
+	// taking or giving back, as BlocksInUse may; it never passes the
+	// pool's capacity.
+	PeakInUse int
+	// Rejected counts the writes, ReadFroms and WriteTos into a Bytes
+	// that were refused, in whole or in part, with ErrPoolTooSmall or
+	// ErrBytesCapacityTooSmall.
+	Rejected uint64
+	// Leaks counts the Bytes and pipes that the garbage collector
+	// reclaimed without Free or Close (see Config.OnLeak).
+	Leaks uint64
 }
 
 // Stats returns a snapshot of the pool's counters.
@@ -331,7 +396,7 @@ func (p *BytesPool) Stats() Stats {
 	// this never goes below zero.
 	striped := p.stripedBlocks()
 	allocated := p.arena.Carved() - striped
-	return Stats{
+	s := Stats{
 		BlockSize:       p.blockSize,
 		BlocksTotal:     p.total,
 		BlocksInUse:     inUse,
@@ -340,6 +405,8 @@ func (p *BytesPool) Stats() Stats {
 		Waits:           waits,
 		WaitTime:        waitTime,
 	}
+	p.fillObsStats(&s)
+	return s
 }
 
 // mustBeMade panics, naming the method, if p is not a pool that New or
