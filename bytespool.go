@@ -18,6 +18,17 @@
 //   - The arena is a few large pointer-free allocations, so the memory it
 //     holds costs the garbage collector nothing to scan.
 //
+// Observing a pool: Stats answers "why is it stuck?" (BlockWaiters,
+// OldestWait, PeakInUse, Rejected, Leaks besides the block counts);
+// Config.Debug catches use after Free, and Config.OnLeak reports Bytes and
+// pipes that were dropped without Free or Close. Every wait can be bounded
+// with a context (WriteContext, ReadFromContext, ReadContext). To export
+// Stats with expvar, one line does it:
+//
+//	expvar.Publish("bytespool", expvar.Func(func() any { return pool.Stats() }))
+//
+// and examples/prometheus, a module of its own, has a Prometheus collector.
+//
 // Layout: package slab carves the arena into blocks named by uint32
 // indices; package ring recycles free indices through a lock-free ring;
 // internal/park parks the goroutines that must wait; this package composes
@@ -90,8 +101,11 @@ type Config struct {
 	// without Debug: a second Close of an end is allowed, as with io.Pipe,
 	// and a Write after the writer's Close returns io.ErrClosedPipe.
 	//
-	// What it costs: DEBUGCOST. The promise of zero
-	// allocations in steady state holds only without Debug.
+	// What it costs: a Bytes that is made, written, read and freed is
+	// about 12 times slower (1.8 µs against 0.15 µs for 1 KiB), and costs
+	// 6 allocations (832 bytes) per Bytes: a new header every time and
+	// the two stacks it records (see bench/RESULTS.md). The promise of
+	// zero allocations in steady state holds only without Debug.
 	Debug bool
 
 	// OnLeak, if not nil, is called once for each Bytes that the garbage

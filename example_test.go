@@ -3,6 +3,7 @@ package bytespool_test
 import (
 	"bytes"
 	"errors"
+	"expvar"
 	"fmt"
 	"io"
 	"log"
@@ -147,4 +148,14 @@ func ExampleBytesPool_Stats() {
 	// 4096 100 0 0
 	// 4096 100 3 3
 	// 4096 100 0 3
+}
+
+// Publish a pool's Stats with expvar: /debug/vars then shows them as JSON.
+func ExampleBytesPool_Stats_expvar() {
+	pool := bytespool.NewBytesPool(1<<20, 4096)
+	expvar.Publish("bytespool", expvar.Func(func() any { return pool.Stats() }))
+
+	fmt.Println(expvar.Get("bytespool").String())
+	// Output:
+	// {"BlockSize":4096,"BlocksTotal":256,"BlocksInUse":0,"BlocksAllocated":0,"Waiters":0,"Waits":0,"WaitTime":0,"BlockWaiters":0,"OldestWait":0,"PeakInUse":0,"Rejected":0,"Leaks":0}
 }
