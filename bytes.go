@@ -52,6 +52,7 @@ type state struct {
 	c      chain
 	maxLen int  // 0 = bounded by the pool only
 	closed bool // set by Free; cleared by NewBytes when the header is reissued
+	debug  bool // made by a pool with Config.Debug: never reissued; set once, before the header is shared
 
 	// gen is bumped by every Free. A call that unlocks mu (to wait for
 	// blocks, or to call a reader or writer) compares it afterwards, so
@@ -74,6 +75,10 @@ type state struct {
 	uses uint32 // how many times NewBytes has issued this header (see shardRecheck)
 
 	probe *[probeSize]byte // ReadFrom's small buffer, borrowed while in use
+
+	// In Debug mode only: the stacks of NewBytes' caller and of the
+	// first Free's caller (see callers).
+	made, freedAt []uintptr
 }
 
 // lastStateID is the id of the last state made.
@@ -97,8 +102,12 @@ func (p *BytesPool) NewBytes(maxLen int) *Bytes {
 	if maxLen < 0 {
 		panic(fmt.Sprintf("bytespool: NewBytes: maxLen must not be negative, got %d", maxLen))
 	}
-	b, _ := p.headers.Get().(*Bytes)
-	if b == nil {
+	var b *Bytes
+	if p.obs.debug {
+		b = p.newHeader() // never a reissued header: a freed one stays freed
+		b.st.debug = true
+		b.st.made = callers(0)
+	} else if b, _ = p.headers.Get().(*Bytes); b == nil {
 		b = p.newHeader()
 	}
 	// No lock: nobody else can reach a header in the pool. Free put it
@@ -132,14 +141,20 @@ func (p *BytesPool) newHeader() *Bytes {
 }
 
 // reclaim returns the blocks of a Bytes whose header the garbage collector
-// found unreachable. A header that was freed, or that sits in the header
-// pool, holds nothing.
+// found unreachable, and reports the leak once st.mu is unlocked. A header
+// that was freed, or that sits in the header pool, holds nothing and is no
+// leak.
 func (st *state) reclaim() {
 	st.mu.Lock()
-	if !st.closed {
-		st.closeLocked()
+	if st.closed {
+		st.mu.Unlock()
+		return
 	}
+	p := st.c.pool
+	l := Leak{Blocks: st.c.held(), Bytes: st.c.size()}
+	st.closeLocked()
 	st.mu.Unlock()
+	p.reportLeak(l, st.made)
 }
 
 // closeLocked frees everything a live Bytes holds and marks it closed,
@@ -168,13 +183,13 @@ func (st *state) closeLocked() {
 // does nothing only until the pool reissues b's header, and after that it
 // frees the data of the header's next owner. So pair one Free with each
 // NewBytes, and do not both defer b.Free() and call it early.
-func (b *Bytes) Free() { b.free() }
+func (b *Bytes) Free() { b.free("Free") }
 
 // Close is Free, for io.Closer. It returns ErrClosed if b was already freed
 // and its header not yet reissued; like a second Free, a second Close is a
 // bug (see Free).
 func (b *Bytes) Close() error {
-	if !b.free() {
+	if !b.free("Close") {
 		return ErrClosed
 	}
 	return nil
@@ -183,17 +198,27 @@ func (b *Bytes) Close() error {
 // free is Free, and reports whether b was live. It checks and closes under
 // one lock: of two calls racing, only one may hand the header back, or the
 // other could free the header's next owner.
-func (b *Bytes) free() bool {
+//
+// In Debug mode it records where the first Free came from, and does not
+// hand the header back: a freed header stays freed, so that every later use
+// panics (see usedFreed).
+func (b *Bytes) free(method string) bool {
 	st := b.st
 	st.mu.Lock()
 	if st.closed {
+		st.usedFreed(method)
 		st.mu.Unlock()
 		return false
 	}
 	p := st.c.pool
+	if st.debug {
+		st.freedAt = callers(1) // from Free's or Close's caller on
+	}
 	st.closeLocked()
 	st.mu.Unlock()
-	p.headers.Put(b)
+	if !st.debug {
+		p.headers.Put(b)
+	}
 	return true
 }
 
@@ -201,6 +226,9 @@ func (b *Bytes) free() bool {
 func (b *Bytes) Len() int {
 	st := b.st
 	st.mu.Lock()
+	if st.closed {
+		st.usedFreed("Len")
+	}
 	n := st.c.n
 	st.mu.Unlock()
 	return n
@@ -213,6 +241,8 @@ func (b *Bytes) Reset() {
 	st.mu.Lock()
 	if !st.closed {
 		st.c.reset()
+	} else {
+		st.usedFreed("Reset")
 	}
 	st.mu.Unlock()
 }
@@ -247,7 +277,19 @@ func (b *Bytes) WriteByte(c byte) error {
 // ctx.Err(), having written nothing and holding no blocks, and the writers
 // queued behind it move up. Since a write is all or nothing, the count is 0
 // whenever the error is not nil.
+//
+// Context first: if ctx is already done, WriteContext returns 0, ctx.Err()
+// at once and changes nothing, even if the pool has the blocks free. (This
+// is the opposite of golang.org/x/sync/semaphore, whose Acquire may still
+// succeed with a done context: a caller whose request was cancelled should
+// not take memory that others are waiting for.)
 func (b *Bytes) WriteContext(ctx context.Context, p []byte) (int, error) {
+	if b.st.debug {
+		b.st.checkLive("WriteContext")
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	return bytesWrite(b, ctx, p)
 }
 
@@ -309,14 +351,15 @@ func bytesWrite[T bytesOrString](b *Bytes, ctx context.Context, p T) (int, error
 // of new blocks it needs. Called with mu held.
 func (st *state) admit(n int) (int, error) {
 	if st.closed {
+		st.usedFreed("Write")
 		return 0, ErrClosed
 	}
 	if st.maxLen > 0 && n > st.maxLen-st.c.size()-st.pending {
-		return 0, ErrBytesCapacityTooSmall
+		return 0, st.c.pool.rejectedIf(ErrBytesCapacityTooSmall)
 	}
 	need := st.c.need(n)
 	if st.c.pool.tooBig(st.c.held() + need) {
-		return 0, ErrPoolTooSmall
+		return 0, st.c.pool.rejectedIf(ErrPoolTooSmall)
 	}
 	return need, nil
 }
@@ -378,6 +421,7 @@ func (b *Bytes) Read(p []byte) (int, error) {
 	st.mu.Lock()
 	switch {
 	case st.closed:
+		st.usedFreed("Read")
 		st.mu.Unlock()
 		return 0, ErrClosed
 	case len(p) == 0:
@@ -398,6 +442,7 @@ func (b *Bytes) ReadByte() (byte, error) {
 	st.mu.Lock()
 	switch {
 	case st.closed:
+		st.usedFreed("ReadByte")
 		st.mu.Unlock()
 		return 0, ErrClosed
 	case st.c.n == 0:
@@ -453,12 +498,42 @@ const probeSize = 512
 // If r panics, or reports a count outside [0, len(p)] (ReadFrom then
 // panics, as bytes.Buffer's does), b keeps what the reads before brought,
 // and nothing of that read, and no block is lost.
+//
+// ReadFrom is ReadFromContext with context.Background().
 func (b *Bytes) ReadFrom(r io.Reader) (int64, error) {
+	return b.ReadFromContext(context.Background(), r)
+}
+
+// ReadFromContext is ReadFrom that gives up when ctx ends: it then returns
+// the bytes it has appended to b so far, which stay in b, and ctx.Err().
+// It looks at ctx before each read of r, and gives up while it waits for a
+// block (leaving the pool's queue, so that the writers behind it move up).
+// A read that is blocked inside r.Read cannot be interrupted: ctx is
+// looked at again only once r.Read returns. To bound that wait too, make
+// the source return, as by closing it or setting a deadline on a net.Conn
+// (SetReadDeadline) when ctx ends.
+//
+// Bytes that ReadFromContext has read into its small buffer (at most 512,
+// read at a block boundary from a source without a Len method) and has no
+// block for yet are lost if ctx ends while it waits for that block: the
+// count is of the bytes that reached b, and r has given up those bytes.
+//
+// Context first: if ctx is already done, it returns 0, ctx.Err() at once,
+// reading nothing from r and changing nothing, as WriteContext does (see
+// there why).
+func (b *Bytes) ReadFromContext(ctx context.Context, r io.Reader) (int64, error) {
 	st := b.st
+	if st.debug {
+		st.checkLive("ReadFrom")
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	c := &st.c
 	var total int64
 	st.mu.Lock()
 	if st.closed {
+		st.usedFreed("ReadFrom")
 		st.mu.Unlock()
 		return 0, ErrClosed
 	}
@@ -473,6 +548,9 @@ func (b *Bytes) ReadFrom(r io.Reader) (int64, error) {
 	freed := false
 loop:
 	for {
+		if err = ctx.Err(); err != nil {
+			break
+		}
 		limit := math.MaxInt
 		if st.maxLen > 0 {
 			limit = st.maxLen - c.size() - st.pending - f.fill
@@ -496,7 +574,7 @@ loop:
 				}
 				// r has bytes for a new block: take it first and
 				// read straight into it.
-				if f.blk, err = st.newBlock(p, 0); err != nil {
+				if f.blk, err = st.newBlock(ctx, p, 0); err != nil {
 					freed = err == ErrClosed
 					break loop
 				}
@@ -529,7 +607,7 @@ loop:
 		case n > 0:
 			// The bytes need a new block: the last one was full, or
 			// writes took its room while r.Read ran.
-			blk, nerr := st.newBlock(p, n)
+			blk, nerr := st.newBlock(ctx, p, n)
 			if nerr != nil {
 				freed = nerr == ErrClosed
 				rerr = nerr // the bytes are lost: say why
@@ -562,7 +640,7 @@ loop:
 	st.probe = probe
 	st.mu.Unlock()
 	runtime.KeepAlive(b)
-	return total, err
+	return total, p.rejectedIf(err)
 }
 
 // freshBlock is a block a ReadFrom took from the pool and reads into with
@@ -595,14 +673,14 @@ func (st *state) join(f *freshBlock) int {
 // ErrPoolTooSmall if b already holds as many blocks as the pool has, and
 // ErrClosed if b was freed while it waited: the caller must then leave st.c
 // alone.
-func (st *state) newBlock(p *BytesPool, n int) (uint32, error) {
+func (st *state) newBlock(ctx context.Context, p *BytesPool, n int) (uint32, error) {
 	if p.tooBig(st.c.held() + 1) {
 		return noBlock, ErrPoolTooSmall
 	}
 	if blk, ok := p.tryGetBlock(st.c.shard); ok {
 		return blk, nil
 	}
-	if err := st.waitBlocks(context.Background(), 1, n); err != nil {
+	if err := st.waitBlocks(ctx, 1, n); err != nil {
 		return noBlock, err
 	}
 	return p.getBlock(st.c.shard), nil
@@ -682,8 +760,14 @@ func (b *Bytes) WriteTo(w io.Writer) (int64, error) {
 	st := b.st
 	c := &st.c
 	dst, _ := w.(*Bytes)
+	if dst != nil && dst.st.debug {
+		dst.st.checkLive("Write (as the io.Writer of a WriteTo)")
+	}
 	var total int64
 	st.mu.Lock()
+	if st.closed {
+		st.usedFreed("WriteTo")
+	}
 	gen0 := st.gen
 	err := st.takeTurn()
 	for err == nil && !(dst == b && total > 0) {
@@ -839,7 +923,7 @@ func (st *state) adopt(p *BytesPool, sc *writeToScratch, self bool) (int64, erro
 	case st.c.pool != p:
 		return 0, errOtherPool
 	case st.maxLen > 0 && n > st.maxLen-size-st.pending:
-		return 0, ErrBytesCapacityTooSmall
+		return 0, p.rejectedIf(ErrBytesCapacityTooSmall)
 	}
 	st.c.pushBack(sc.blockList)
 	st.c.n += n

@@ -2,7 +2,9 @@ package bytespool_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"expvar"
 	"fmt"
 	"io"
 	"log"
@@ -147,4 +149,19 @@ func ExampleBytesPool_Stats() {
 	// 4096 100 0 0
 	// 4096 100 3 3
 	// 4096 100 0 3
+}
+
+// Publish a pool's Stats with expvar: /debug/vars then shows them as JSON.
+func ExampleBytesPool_Stats_expvar() {
+	pool := bytespool.NewBytesPool(1<<20, 4096)
+	expvar.Publish("bytespool", expvar.Func(func() any { return pool.Stats() }))
+
+	// What /debug/vars serves for it, read back here as a monitor would.
+	var vars struct{ BlockSize, BlocksTotal, BlocksInUse, BlockWaiters int }
+	if err := json.Unmarshal([]byte(expvar.Get("bytespool").String()), &vars); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%+v\n", vars)
+	// Output:
+	// {BlockSize:4096 BlocksTotal:256 BlocksInUse:0 BlockWaiters:0}
 }

@@ -95,6 +95,9 @@ type pipe struct {
 
 	slots0 []uint32 // the first slots array
 
+	made      []uintptr   // the stack of NewPipe's caller, in Debug mode only
+	abandoned atomic.Bool // set by abandon if the reader was not closed: reclaim reports the leak
+
 	_ [cacheline.Size]byte
 
 	// The writer's side, guarded by wturn.
@@ -203,6 +206,9 @@ func (p *BytesPool) NewPipe(maxBuffered int) (*PipeReader, *PipeWriter) {
 	}
 	pp.slots0 = make([]uint32, n)
 	pp.slots.Store(&pp.slots0)
+	if p.obs.debug {
+		pp.made = callers(0)
+	}
 	// One allocation for both ends, so that the finalizer runs once both
 	// are unreachable. A finalizer, not runtime.AddCleanup: it costs no
 	// allocation, where a cleanup costs two per pipe, and the ends are
@@ -224,8 +230,16 @@ type pipeEnds struct {
 }
 
 // abandon is the finalizer of a pipe whose ends are both unreachable: it
-// gives back what the pipe still holds.
-func (e *pipeEnds) abandon() { e.r.p.closeRead(nil) }
+// gives back what the pipe still holds. If the reader was not closed,
+// reclaim reports the leak (see Config.OnLeak) once it has freed the
+// blocks. Nobody can close the reader meanwhile: its end is unreachable.
+func (e *pipeEnds) abandon() {
+	pp := e.r.p
+	if !pp.rclosed.Load() {
+		pp.abandoned.Store(true) // before closeRead sets rclosed, which reclaim loads first
+	}
+	pp.closeRead(nil)
+}
 
 // turn serialises the goroutines of one side of a pipe. Unlike a
 // sync.Mutex, a goroutine waiting for its turn gives up when its context
@@ -522,7 +536,14 @@ func (w *PipeWriter) WriteString(s string) (int, error) {
 // WriteContext is Write that gives up when ctx ends. It then returns the
 // number of bytes already buffered, which the reader will get, and
 // ctx.Err().
+//
+// Context first: if ctx is already done, WriteContext returns 0, ctx.Err()
+// at once, buffering nothing and taking no block, even if there is room
+// (see Bytes.WriteContext for why).
 func (w *PipeWriter) WriteContext(ctx context.Context, p []byte) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	return pipeWrite(w, ctx, p)
 }
 
@@ -576,9 +597,29 @@ func pipeWrite[T bytesOrString](w *PipeWriter, ctx context.Context, p T) (int, e
 // Write) only if bytes come. So a source at its end needs no block, and a
 // ReadFrom waiting on a slow source holds no empty block; it still waits,
 // like Write, while maxBuffered bytes are unread, before it reads on.
+//
+// ReadFrom is ReadFromContext with context.Background().
 func (w *PipeWriter) ReadFrom(r io.Reader) (int64, error) {
+	return w.ReadFromContext(context.Background(), r)
+}
+
+// ReadFromContext is ReadFrom that gives up when ctx ends: it then returns
+// the bytes it has buffered, which the reader will get, and ctx.Err(). It
+// looks at ctx before each read of r, and gives up while it waits for its
+// turn, for room or for a block. A read blocked inside r.Read cannot be
+// interrupted: ctx is looked at again once r.Read returns, so to bound that
+// wait, make the source return when ctx ends, as by closing it or setting a
+// deadline on a net.Conn. Bytes read into the small buffer at a block
+// boundary (at most 512) are lost if ctx ends while it waits for their
+// block.
+//
+// Context first: if ctx is already done, it returns 0, ctx.Err() at once,
+// reading nothing from r (see Bytes.WriteContext for why).
+func (w *PipeWriter) ReadFromContext(ctx context.Context, r io.Reader) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	pp := w.p
-	ctx := context.Background()
 	if err := pp.take(ctx, &pp.wturn); err != nil {
 		return 0, err
 	}
@@ -587,6 +628,9 @@ func (w *PipeWriter) ReadFrom(r io.Reader) (int64, error) {
 	var total int64
 	for {
 		if err := pp.writeErr(); err != nil {
+			return total, err
+		}
+		if err := ctx.Err(); err != nil {
 			return total, err
 		}
 		off := int(pp.wpos % pp.bs)
@@ -805,7 +849,14 @@ func (r *PipeReader) Read(p []byte) (int, error) {
 
 // ReadContext is Read that gives up when ctx ends, returning 0 and
 // ctx.Err().
+//
+// Context first: if ctx is already done, ReadContext returns 0, ctx.Err()
+// at once and consumes nothing, even if data is buffered (see
+// Bytes.WriteContext).
 func (r *PipeReader) ReadContext(ctx context.Context, p []byte) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -944,12 +995,20 @@ func (pp *pipe) reclaim() {
 			return // its holder reclaims when it leaves
 		}
 		if pp.rturn.tryTake() {
+			blocks, unread, leaked := 0, uint64(0), false
 			if !pp.freed.Load() {
-				pp.freeAll()
+				blocks, unread = pp.freeAll()
 				pp.freed.Store(true)
+				// A leak unless the writer closed and the reader
+				// drained it: then nothing was lost but the Close
+				// of a reader that io.Pipe users often leave out.
+				leaked = pp.abandoned.Load() && (blocks > 0 || pp.written.Load()&wclosed == 0)
 			}
 			pp.rturn.give()
 			pp.wturn.give()
+			if leaked {
+				pp.pool.reportLeak(Leak{Blocks: blocks, Bytes: int(unread), Pipe: true}, pp.made)
+			}
 			return
 		}
 		pp.wturn.give()
@@ -959,9 +1018,10 @@ func (pp *pipe) reclaim() {
 	}
 }
 
-// freeAll returns every block of the pipe to the pool. Both turns are
-// held, so nobody else is in the stream.
-func (pp *pipe) freeAll() {
+// freeAll returns every block of the pipe to the pool, and returns how
+// many and the bytes that were unread in them. Both turns are held, so
+// nobody else is in the stream.
+func (pp *pipe) freeAll() (blocks int, unread uint64) {
 	slots := *pp.slots.Load()
 	f := freer{pool: pp.pool, shard: pp.rshard}
 	v := pp.written.Load()
@@ -976,7 +1036,9 @@ func (pp *pipe) freeAll() {
 		}
 		f.add(*blockSlot(slots, w/pp.bs))
 	}
+	blocks, unread = f.total, w-min(w, pp.rpos)
 	f.done()
 	pp.rpos = w
 	pp.read.Store(w)
+	return blocks, unread
 }

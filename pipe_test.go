@@ -1057,7 +1057,7 @@ func TestPipeZeroLength(t *testing.T) {
 	cancel()
 	n, err = r.ReadContext(ctx, nil)
 	require.Equal(t, 0, n)
-	require.NoError(t, err)
+	require.ErrorIs(t, err, context.Canceled, "context first (SPEC 11): a done context wins over len(p) == 0")
 
 	n, err = w.Write(nil)
 	require.Equal(t, 0, n)

@@ -28,6 +28,7 @@ func (w *appendingWriter) Write(p []byte) (int, error) {
 	if cap(p) != len(p) {
 		w.capped = false
 	}
+	//lint:ignore SA1023 the test breaks the contract on purpose, as a careless framer would
 	_ = append(p, '!') // writes into the arena if cap(p) > len(p)
 	return w.buf.Write(p)
 }

@@ -63,6 +63,9 @@ type Sema struct {
 	waits   atomic.Uint64
 	waitNs  atomic.Int64
 
+	size uint64        // the units given to Init
+	peak atomic.Uint64 // the most units held, as sampled by grantLocked (see Peak)
+
 	mu         sync.Mutex
 	head, tail *waiter // the FIFO queue, guarded by mu
 	spare      *waiter // recycled nodes (a stack through next), guarded by mu
@@ -106,6 +109,7 @@ func (s *Sema) Init(n uint64, shards int) {
 	}
 	s.counts = make([]count, shards)
 	s.mask = shards - 1
+	s.size = n
 	per := n / uint64(shards)
 	for i := range s.counts {
 		s.counts[i].n.Store(per)
@@ -143,6 +147,54 @@ func (s *Sema) Queued() bool { return s.queued.Load() != 0 }
 
 // Waiting returns the number of queued waiters: a snapshot.
 func (s *Sema) Waiting() int { return int(s.waiting.Load()) }
+
+// OldestStart returns when the waiter at the head of the queue, the one
+// that has waited longest, joined it, and false if nobody is queued. It
+// takes mu only when Waiting says somebody is queued.
+func (s *Sema) OldestStart() (time.Time, bool) {
+	if s.waiting.Load() == 0 {
+		return time.Time{}, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.head == nil {
+		return time.Time{}, false
+	}
+	return s.head.start, true
+}
+
+// Peak returns the most units held at once (the size given to Init less
+// the units available) among the samples the queue took: one each time
+// it changed, under mu, after every Enqueue, grant, Abort and cancelled
+// Wait. TryAcquire and Release outside the queue take no sample, so a
+// peak reached and left with nobody queued is not seen; Observe records
+// one a caller sampled itself. A sample sums the shards one by one, so
+// units that a steal or a release in flight is moving may be counted as
+// held: it is at most the size, and exact when no TryAcquire or Release
+// runs meanwhile.
+func (s *Sema) Peak() uint64 { return s.peak.Load() }
+
+// Observe raises Peak to held if held is more.
+func (s *Sema) Observe(held uint64) {
+	for {
+		v := s.peak.Load()
+		if held <= v || s.peak.CompareAndSwap(v, held) {
+			return
+		}
+	}
+}
+
+// sampleLocked records the units held now in peak. Called with mu held,
+// on the slow path only.
+func (s *Sema) sampleLocked() {
+	var avail uint64
+	for i := range s.counts {
+		avail += s.counts[i].n.Load()
+	}
+	if avail < s.size {
+		s.Observe(s.size - avail)
+	}
+}
 
 // Waits returns how many waiters have queued, and their total time.
 func (s *Sema) Waits() (uint64, time.Duration) {
@@ -379,6 +431,7 @@ func (s *Sema) abortLocked(w *waiter, err error) {
 // woken, and the next one becomes the head. It clears queued once the
 // queue is empty.
 func (s *Sema) grantLocked() {
+	defer s.sampleLocked()
 	for w := s.head; w != nil; w = s.head {
 		w.got += s.collect(w.need-w.got, 0)
 		if w.got < w.need {
