@@ -167,7 +167,7 @@ func (st *state) closeLocked() {
 	st.pending = 0
 	if st.waiting > 0 {
 		st.waiting = 0
-		st.c.pool.sema.Abort(st, ErrClosed)
+		st.c.pool.abort(st, ErrClosed)
 	}
 	if st.writingTo {
 		st.writingTo = false // the WriteTo in flight frees its own
@@ -309,7 +309,7 @@ func bytesWrite[T bytesOrString](b *Bytes, ctx context.Context, p T) (int, error
 				st.grew()
 				break
 			}
-		} else if need == 0 || st.c.pool.sema.TryAcquire(uint64(need), st.c.shard) {
+		} else if need == 0 || st.c.pool.tryReserve(need, st.c.shard) {
 			write(&st.c, p, need)
 			st.grew()
 			break
@@ -326,7 +326,7 @@ func bytesWrite[T bytesOrString](b *Bytes, ctx context.Context, p T) (int, error
 			st.c.release(need - now)
 			need = now
 		} else if now > need {
-			if !st.c.pool.sema.TryAcquire(uint64(now-need), st.c.shard) {
+			if !st.c.pool.tryReserve(now-need, st.c.shard) {
 				// Give the blocks back rather than hold them while
 				// waiting for more, and queue again.
 				st.c.release(need)
@@ -372,7 +372,7 @@ func (st *state) admit(n int) (int, error) {
 func (st *state) grew() {
 	if st.waiting > 0 {
 		p := st.c.pool
-		p.sema.AbortOver(st, uint64(p.capacity-st.c.held()), errRecheck)
+		p.abortOver(st, p.capacity-st.c.held(), errRecheck)
 	}
 }
 
@@ -384,27 +384,22 @@ var errRecheck = errors.New("bytespool: recheck the write against the pool")
 // held. On success the blocks are reserved and b was not freed meanwhile.
 func (st *state) waitBlocks(ctx context.Context, need, n int) error {
 	gen, p := st.gen, st.c.pool
-	if p.total == 0 { // unlimited: grow rather than wait, while the arena can
-		if err := p.grow(need); err != nil {
-			return err
-		}
-		if p.sema.TryAcquire(uint64(need), st.c.shard) {
-			return nil
-		}
+	// Join the queue before unlocking, so that a Free after the unlock
+	// finds this waiter and aborts it.
+	q, err := p.enqueue(need, st)
+	if err != nil {
+		return err
 	}
 	st.pending += n
 	st.waiting++
-	// Join the queue before unlocking, so that a Free after the unlock
-	// finds this waiter and aborts it.
-	q := p.enqueue(need, st)
 	st.mu.Unlock()
-	err := p.sema.Wait(ctx, q)
+	err = p.wait(ctx, q)
 	st.mu.Lock()
 	if st.gen != gen {
 		// Free ran meanwhile and reset pending and waiting; the header
 		// may even belong to a new owner now, so st.c is not ours.
 		if err == nil {
-			p.sema.Release(uint64(need), st.c.shard)
+			p.release(need, st.c.shard)
 		}
 		return ErrClosed
 	}
@@ -564,7 +559,7 @@ loop:
 		var buf []byte
 		switch room := c.room(); {
 		case f.blk != noBlock:
-			buf = p.arena.Block(f.blk)[f.fill:] // the rest of the new block
+			buf = p.block(f.blk)[f.fill:] // the rest of the new block
 		case room > 0:
 			buf = probe[:min(room, probeSize)]
 		default:
@@ -613,7 +608,7 @@ loop:
 				rerr = nerr // the bytes are lost: say why
 				break
 			}
-			f = freshBlock{blk: blk, fill: copy(p.arena.Block(blk), buf[:n])}
+			f = freshBlock{blk: blk, fill: copy(p.block(blk), buf[:n])}
 			if n < len(buf) || n == p.blockSize || rerr != nil {
 				// A short read, or the block is full: the source may
 				// have no more for now, so the bytes go to b at once.

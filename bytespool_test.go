@@ -1388,7 +1388,7 @@ func seq(first uint32, n int) []uint32 {
 // putBlocks gives the blocks idx back to the rings of the shard through a
 // freer, in order, without releasing their reservations.
 func putBlocks(p *BytesPool, idx []uint32, shard int) {
-	f := freer{pool: p, shard: shard}
+	f := freer{a: &p.allocator, shard: shard}
 	for _, i := range idx {
 		f.add(i)
 	}
@@ -1539,12 +1539,12 @@ func TestFreeRunsStress(t *testing.T) {
 				// The first part goes back block by block, the
 				// second a stretch of consecutive blocks at a time,
 				// as a read gives back a run.
-				f := freer{pool: p, shard: shard}
+				f := freer{a: &p.allocator, shard: shard}
 				for _, i := range got[:cut] {
 					f.add(i)
 				}
 				f.done()
-				f = freer{pool: p, shard: shard}
+				f = freer{a: &p.allocator, shard: shard}
 				for rest := got[cut:]; len(rest) > 0; {
 					n := 1
 					for n < len(rest) && rest[n] == rest[0]+uint32(n) {

@@ -78,7 +78,7 @@ func (l *blockList) pushBack(back blockList) {
 //     and a block in a chain is written only through that chain's room.
 type chain struct {
 	pool  *BytesPool // nil while the Bytes is free (see state)
-	shard int        // the home shard of the pool's free rings (see BytesPool.slabs)
+	shard int        // the home shard of the pool's free rings (see allocator.slabs)
 	blockList
 	n int
 
@@ -179,7 +179,7 @@ func fillRoom[T bytesOrString](c *chain, p T) T {
 	if c.room() == 0 || len(p) == 0 {
 		return p
 	}
-	k := copy(c.pool.arena.Block(c.tail)[c.last.end:], p)
+	k := copy(c.pool.block(c.tail)[c.last.end:], p)
 	c.last.end += uint32(k)
 	c.n += k
 	return p[k:]
@@ -206,7 +206,7 @@ func (c *chain) appendBlock(blk uint32, n int) bool {
 // and returns them to the pool.
 func (c *chain) read(p []byte) int {
 	n := 0
-	f := freer{pool: c.pool, shard: c.shard, hot: true}
+	f := freer{a: &c.pool.allocator, shard: c.shard, hot: true}
 	for n < len(p) && c.blocks > 0 {
 		src, links := c.pool.front(c.head, c.blocks, len(p)-n)
 		k := copy(p[n:], src)
@@ -229,7 +229,7 @@ func (l *blockList) drop(links []link, k int, f *freer) {
 	o := int(links[0].off) + k
 	full := 0
 	for full < len(links) && o >= int(links[full].end) {
-		o -= f.pool.blockSize
+		o -= f.a.blockSize
 		full++
 	}
 	if full > 0 {
@@ -269,7 +269,7 @@ func (p *BytesPool) front(head uint32, blocks, want int) ([]byte, []link) {
 // be empty.
 func (c *chain) readByte() byte {
 	h := c.pool.link(c.head)
-	v := c.pool.arena.Block(c.head)[h.off]
+	v := c.pool.block(c.head)[h.off]
 	h.off++
 	c.n--
 	if h.off == h.end {
@@ -281,7 +281,7 @@ func (c *chain) readByte() byte {
 // reset drops every block.
 func (c *chain) reset() {
 	if c.blocks > 0 { // none, as after reading everything: no freer to build
-		f := freer{pool: c.pool, shard: c.shard, hot: true}
+		f := freer{a: &c.pool.allocator, shard: c.shard, hot: true}
 		f.addList(&c.blockList)
 		f.done()
 	}
@@ -291,7 +291,7 @@ func (c *chain) reset() {
 // release returns the reservations of n blocks already pushed to the rings.
 func (c *chain) release(n int) {
 	if n > 0 {
-		c.pool.sema.Release(uint64(n), c.shard)
+		c.pool.release(n, c.shard)
 	}
 }
 
@@ -323,7 +323,7 @@ func (c *chain) settle(p *BytesPool, sc *writeToScratch, n int64, keep bool) int
 	if keep {
 		c.stopCounting(sc)
 	}
-	f := freer{pool: p, shard: c.shard, hot: true}
+	f := freer{a: &p.allocator, shard: c.shard, hot: true}
 	left := 0
 	for i, b := range sc.bufs {
 		took := int(min(n, int64(len(b))))

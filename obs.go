@@ -5,7 +5,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"time"
 
 	"go.uber.org/atomic"
 )
@@ -41,16 +40,8 @@ type observer struct {
 	leaks    atomic.Uint64 // Bytes and pipes reclaimed without Free or Close
 }
 
-// fillObsStats fills the fields of s that observer and the semaphore's
-// queue keep. s.BlocksInUse must be filled already: it is a sample of
-// PeakInUse.
+// fillObsStats fills the fields of s that observer keeps.
 func (p *BytesPool) fillObsStats(s *Stats) {
-	s.BlockWaiters = p.sema.Waiting()
-	if start, ok := p.sema.OldestStart(); ok {
-		s.OldestWait = max(0, time.Since(start))
-	}
-	p.sema.Observe(uint64(s.BlocksInUse))
-	s.PeakInUse = int(min(p.sema.Peak(), uint64(p.capacity)))
 	s.Rejected = p.obs.rejected.Load()
 	s.Leaks = p.obs.leaks.Load()
 }

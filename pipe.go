@@ -175,21 +175,7 @@ func (p *BytesPool) NewPipe(maxBuffered int) (*PipeReader, *PipeWriter) {
 		panic(fmt.Sprintf("bytespool: NewPipe: maxBuffered must not be negative, got %d", maxBuffered))
 	}
 	pp := &pipe{pool: p, bs: uint64(p.blockSize), max: uint64(maxBuffered)}
-	// The two ends run on different cores, so the reader frees into
-	// the shard after the writer's: each side then updates its own
-	// shard's count, and the writer, whenever its shard runs dry, takes
-	// half the reader's in one go (see park.Sema.TryAcquire), instead of
-	// both sides moving one cache line between the cores for every
-	// block. The blocks themselves the writer takes from the reader's
-	// shard's rings first (see blockAt). The reader's shard has the
-	// higher index: Stats sums the shards in index order, so a block that
-	// the writer takes and the reader frees while Stats reads is never
-	// counted as in use twice.
-	pp.shard = p.newShard()
-	if pp.shard == p.shardMask && pp.shard > 0 {
-		pp.shard--
-	}
-	pp.rshard = (pp.shard + 1) & p.shardMask
+	pp.shard, pp.rshard = p.pipeShards()
 	// A bounded pipe spans at most ceil(max/bs)+1 blocks from the
 	// reader's to the writer's (the bytes may start and end mid-block),
 	// and no pipe spans more than capacity+1, so that many slots, rounded
@@ -394,10 +380,8 @@ func (pp *pipe) blockAt(ctx context.Context, want int) (blk uint32, fresh bool, 
 	// pipe's blocks: the pipe cycles through its own blocks, and leaves
 	// the writer's shard's to the Bytes of the writer's core, whose
 	// blocks would otherwise be pulled over to the pipe's cores (and
-	// Pipe64MiB measures slower that way; see bench/RESULTS.md). Once
-	// the rings are empty the writer likewise takes the reader's
-	// shard's hot block and stripe before other shards' (see
-	// getBlocks): in practice, only while the pool warms up.
+	// Pipe64MiB measures slower that way; see bench/RESULTS.md). The
+	// reservation was made in the writer's shard (see pipeShards).
 	blk = pp.pool.getBlock(pp.rshard)
 	*blockSlot(pp.slotsFor(k), k) = blk
 	return blk, true, nil
@@ -416,26 +400,20 @@ func (pp *pipe) reserve(ctx context.Context, want int) error {
 	need := int((pp.wpos+uint64(want)+bs-1)/bs - first)
 	held := int(first - min(first, pp.seenRead/bs)) // blocks from the reader's (as last seen) to the writer's
 	need = min(need, max(1, pp.pool.capacity-held))
-	sema := &pp.pool.sema
-	if sema.TryAcquire(uint64(need), pp.shard) {
+	pool := pp.pool
+	if pool.tryReserve(need, pp.shard) {
 		pp.reserved = need
 		return nil
 	}
-	if pp.pool.total == 0 { // unlimited: grow rather than wait, while the arena can
-		if err := pp.pool.grow(need); err != nil {
-			return err
-		}
-		if sema.TryAcquire(uint64(need), pp.shard) {
-			pp.reserved = need
-			return nil
-		}
+	q, err := pool.enqueue(need, pp)
+	if err != nil {
+		return err
 	}
-	q := pp.pool.enqueue(need, pp)
 	if err := pp.writeErr(); err != nil {
-		// An end closed before we queued, so its Abort missed us.
-		sema.Abort(pp, err)
+		// An end closed before we queued, so its abort missed us.
+		pool.abort(pp, err)
 	}
-	if err := sema.Wait(ctx, q); err != nil {
+	if err := pool.wait(ctx, q); err != nil {
 		return err
 	}
 	pp.reserved = need
@@ -445,7 +423,7 @@ func (pp *pipe) reserve(ctx context.Context, want int) error {
 // unreserve gives back the reservations the writer did not use.
 func (pp *pipe) unreserve() {
 	if pp.reserved > 0 {
-		pp.pool.sema.Release(uint64(pp.reserved), pp.shard)
+		pp.pool.release(pp.reserved, pp.shard)
 		pp.reserved = 0
 	}
 }
@@ -576,7 +554,7 @@ func pipeWrite[T bytesOrString](w *PipeWriter, ctx context.Context, p T) (int, e
 			if err != nil {
 				return n, err
 			}
-			k := copy(pp.pool.arena.Block(blk)[pp.wpos%pp.bs:], p[n:end])
+			k := copy(pp.pool.block(blk)[pp.wpos%pp.bs:], p[n:end])
 			if !pp.publish(pp.wpos + uint64(k)) {
 				pp.giveBack(blk, fresh)
 				return n, io.ErrClosedPipe
@@ -650,7 +628,7 @@ func (w *PipeWriter) ReadFromContext(ctx context.Context, r io.Reader) (int64, e
 			if err != nil {
 				return total, err
 			}
-			buf = pp.pool.arena.Block(blk)[off : off+limit]
+			buf = pp.pool.block(blk)[off : off+limit]
 		}
 		n, rerr := pp.readInto(r, buf, blk, fresh)
 		if err := pp.writeErr(); err != nil {
@@ -666,7 +644,7 @@ func (w *PipeWriter) ReadFromContext(ctx context.Context, r io.Reader) (int64, e
 			if blk, fresh, err = pp.blockAt(ctx, n); err != nil {
 				return total, err
 			}
-			copy(pp.pool.arena.Block(blk), buf[:n])
+			copy(pp.pool.block(blk), buf[:n])
 			if pp.pool.zero {
 				clear(buf[:n]) // it held the source's bytes
 			}
@@ -731,7 +709,7 @@ func (w *PipeWriter) CloseWithError(err error) error {
 	}
 	pp.closeMu.Unlock()
 	if first {
-		pp.pool.sema.Abort(pp, io.ErrClosedPipe) // a writer waiting for blocks now fails
+		pp.pool.abort(pp, io.ErrClosedPipe) // a writer waiting for blocks now fails
 	}
 	pp.data.Wake()
 	pp.space.Wake() // a writer waiting for room now fails
@@ -753,7 +731,7 @@ func (pp *pipe) awaitData(ctx context.Context) (uint64, error) {
 		if w := v >> posShift; w != pp.rpos {
 			return w, nil
 		}
-		f := freer{pool: pp.pool, shard: pp.rshard}
+		f := freer{a: &pp.pool.allocator, shard: pp.rshard}
 		if pp.dropTail(v, &f) {
 			pp.publishRead(&f)
 			continue
@@ -801,7 +779,7 @@ func (pp *pipe) dropTail(v uint64, f *freer) bool {
 // that leaves nothing unread; then it publishes the position.
 func (pp *pipe) consume(n int, w uint64) {
 	slots := *pp.slots.Load()
-	f := freer{pool: pp.pool, shard: pp.rshard}
+	f := freer{a: &pp.pool.allocator, shard: pp.rshard}
 	for end := pp.rpos + uint64(n); pp.rpos < end; {
 		next := min(end, (pp.rpos/pp.bs+1)*pp.bs)
 		if next%pp.bs == 0 {
@@ -831,7 +809,7 @@ func (pp *pipe) copyOut(p []byte, w uint64) int {
 	n := 0
 	for pos := pp.rpos; n < len(p) && pos < w; {
 		off := pos % pp.bs
-		blk := pp.pool.arena.Block(*blockSlot(slots, pos/pp.bs))
+		blk := pp.pool.block(*blockSlot(slots, pos/pp.bs))
 		k := copy(p[n:], blk[off:min(pp.bs, off+(w-pos))])
 		n += k
 		pos += uint64(k)
@@ -974,7 +952,7 @@ func (pp *pipe) closeRead(err error) {
 	}
 	pp.closeMu.Unlock()
 	if first {
-		pp.pool.sema.Abort(pp, err)
+		pp.pool.abort(pp, err)
 	}
 	pp.space.Wake()
 	pp.data.Wake() // readers waiting for data now fail
@@ -1023,7 +1001,7 @@ func (pp *pipe) reclaim() {
 // nobody else is in the stream.
 func (pp *pipe) freeAll() (blocks int, unread uint64) {
 	slots := *pp.slots.Load()
-	f := freer{pool: pp.pool, shard: pp.rshard}
+	f := freer{a: &pp.pool.allocator, shard: pp.rshard}
 	v := pp.written.Load()
 	w := v >> posShift
 	for k := pp.rpos / pp.bs; k < w/pp.bs; k++ {
