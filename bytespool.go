@@ -102,11 +102,11 @@ type Config struct {
 	// without Debug: a second Close of an end is allowed, as with io.Pipe,
 	// and a Write after the writer's Close returns io.ErrClosedPipe.
 	//
-	// What it costs: a Bytes that is made, written, read and freed is
-	// about 12 times slower (1.8 µs against 0.15 µs for 1 KiB), and costs
-	// 6 allocations (832 bytes) per Bytes: a new header every time and
-	// the two stacks it records (see bench/RESULTS.md). The promise of
-	// zero allocations in steady state holds only without Debug.
+	// What it costs: a small message (a Bytes made, written, read and
+	// freed) takes an order of magnitude longer, with a handful of
+	// allocations per Bytes: a new header every time and the two stacks
+	// it records (bench/RESULTS.md has the figures). The promise of zero
+	// allocations in steady state holds only without Debug.
 	Debug bool
 
 	// OnLeak, if not nil, is called once for each Bytes that the garbage
