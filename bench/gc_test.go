@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"slices"
 	"testing"
 )
 
@@ -180,19 +181,32 @@ var gcGoalPeers = []gcGoalPeer{
 }
 
 // makeGarbage allocates gcGoalGarbage bytes of short-lived gcGoalChunk-byte
-// objects and returns the collections that completed meanwhile and the
-// heap goal (/gc/heap/goal:bytes, MemStats.NextGC) at the end.
-func makeGarbage() (cycles, goal uint64) {
+// objects and returns the collections that completed meanwhile, the heap
+// goal (/gc/heap/goal:bytes, MemStats.NextGC) at the end, and the median
+// of the goal sampled every gcGoalEvery objects along the way: the goal
+// at the end is one sample, which a collection that has just ended, or a
+// goroutine of the runtime allocating at the time, can move tenfold.
+func makeGarbage() (cycles, goal, goalP50 uint64) {
 	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}, {Name: "/gc/heap/goal:bytes"}}
 	metrics.Read(s)
 	cycles0 := s[0].Value.Uint64()
-	for range gcGoalGarbage / gcGoalChunk {
+	goals := make([]uint64, 0, gcGoalGarbage/gcGoalChunk/gcGoalEvery+1)
+	for i := range gcGoalGarbage / gcGoalChunk {
 		gcGoalSink = make([]byte, gcGoalChunk)
+		if i%gcGoalEvery == 0 {
+			metrics.Read(s[1:])
+			goals = append(goals, s[1].Value.Uint64())
+		}
 	}
 	gcGoalSink = nil
 	metrics.Read(s)
-	return s[0].Value.Uint64() - cycles0, s[1].Value.Uint64()
+	slices.Sort(goals)
+	return s[0].Value.Uint64() - cycles0, s[1].Value.Uint64(), goals[len(goals)/2]
 }
+
+// gcGoalEvery is how many objects makeGarbage allocates between two
+// samples of the heap goal: 48 samples per loop.
+const gcGoalEvery = 2048
 
 // settleHeap collects twice, so that what sync.Pools and earlier
 // benchmarks dropped is gone and the heap goal reflects what is held now.
@@ -204,7 +218,9 @@ func settleHeap() {
 // BenchmarkGCGoal: one op allocates 800 MB of short-lived 8 KiB garbage
 // while a 1 GiB pool holds 1 MiB (bytespool), or while nothing is held
 // (none). It reports the collections per op as gc-cycles and the heap
-// goal at the end of the last op as heap-goal-MiB. A pool whose arena is Go
+// goal at the end of the last op as heap-goal-MiB, and the median of the
+// goal sampled along the last op as heap-goal-p50-MiB, which one late
+// sample cannot move. A pool whose arena is Go
 // heap memory raises the goal by the arena's size, so the collector runs
 // far less often than with nothing held: SPEC 14 asks for an arena outside
 // the heap, after which the two should match.
@@ -218,15 +234,16 @@ func BenchmarkGCGoal(b *testing.B) {
 			settleHeap()
 			b.SetBytes(gcGoalGarbage)
 			b.ResetTimer()
-			var cycles, goal uint64
+			var cycles, goal, goalP50 uint64
 			for range b.N {
 				var c uint64
-				c, goal = makeGarbage()
+				c, goal, goalP50 = makeGarbage()
 				cycles += c
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(cycles)/float64(b.N), "gc-cycles")
 			b.ReportMetric(float64(goal)/(1<<20), "heap-goal-MiB")
+			b.ReportMetric(float64(goalP50)/(1<<20), "heap-goal-p50-MiB")
 		})
 		if release != nil {
 			release()
@@ -244,11 +261,11 @@ func TestGCGoal(t *testing.T) {
 	for _, peer := range gcGoalPeers {
 		release := peer.hold(t)
 		settleHeap()
-		cycles, goal := makeGarbage()
+		cycles, goal, goalP50 := makeGarbage()
 		release()
 		settleHeap()
-		t.Logf("peer=%s: %d GC cycles while allocating %d MB of %d-byte garbage, then a heap goal of %d MiB",
-			peer.name, cycles, gcGoalGarbage/1_000_000, gcGoalChunk, goal>>20)
+		t.Logf("peer=%s: %d GC cycles while allocating %d MB of %d-byte garbage, then a heap goal of %d MiB (median along the way %d MiB)",
+			peer.name, cycles, gcGoalGarbage/1_000_000, gcGoalChunk, goal>>20, goalP50>>20)
 	}
 	debug.FreeOSMemory()
 }
