@@ -676,12 +676,14 @@ func (a *allocator) ringBlock(i uint32, shard int) {
 
 // freer gives blocks back to the pool in batches: runs of consecutive
 // blocks, one ring entry per run (see putRuns), and one semaphore release
-// for the lot. Use it on the stack: add each block or run, then call done
-// once.
+// for the lot; and, for the blocks of a budget's Bytes or pipe, their
+// reservations at the budget's levels. Use it on the stack: add each block
+// or run, then call done once.
 type freer struct {
-	a     *allocator
-	shard int
-	hot   bool // a lone block may become the shard's hot block (see hot blocks below)
+	a      *allocator
+	budget *Budget // where the blocks' holder also gives them back; nil for the pool alone
+	shard  int
+	hot    bool // a lone block may become the shard's hot block (see hot blocks below)
 	runs  [16]blockRun
 	n     int // runs queued
 	total int // blocks added
@@ -727,16 +729,22 @@ func (f *freer) flush() {
 // done returns what is left and releases the reservations of every block
 // added. With hot set, a lone block goes back as freeBlock gives it: to
 // the shard's hot slot if that is empty.
+//
+// The budget's levels get their reservations back after the pool has the
+// blocks: a writer that a budget level then grants finds them there.
 func (f *freer) done() {
 	if f.hot && f.total == 1 { // runs[0] is the block: addRun flushes only a full runs
 		f.a.freeBlock(f.runs[0].first, f.shard)
-		return
+	} else {
+		if f.n > 0 {
+			f.flush()
+		}
+		if f.total > 0 {
+			f.a.sema.Release(uint64(f.total), f.shard)
+		}
 	}
-	if f.n > 0 {
-		f.flush()
-	}
-	if f.total > 0 {
-		f.a.sema.Release(uint64(f.total), f.shard)
+	if f.budget != nil {
+		f.budget.release(f.total)
 	}
 }
 
