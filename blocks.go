@@ -684,9 +684,9 @@ type freer struct {
 	budget *Budget // where the blocks' holder also gives them back; nil for the pool alone
 	shard  int
 	hot    bool // a lone block may become the shard's hot block (see hot blocks below)
-	runs  [16]blockRun
-	n     int // runs queued
-	total int // blocks added
+	runs   [16]blockRun
+	n      int // runs queued
+	total  int // blocks added
 }
 
 // add queues block i.
