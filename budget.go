@@ -165,13 +165,16 @@ func (l *Budget) give(n int) {
 // caller then calls wait exactly once. Only a level with a cap has a
 // queue; tryTake never fails at one without.
 func (l *Budget) enqueue(n int, owner any) park.Waiter {
+	l.pool.obs.budgetWaiting.Inc() // Stats.BlockWaiters counts it until wait returns
 	return l.quota.Enqueue(uint64(n), owner)
 }
 
 // wait waits for what enqueue asked for at level l, in arrival order,
 // until ctx ends or an abort names the owner.
 func (l *Budget) wait(ctx context.Context, q park.Waiter, n int) error {
-	if err := l.quota.Wait(ctx, q); err != nil {
+	err := l.quota.Wait(ctx, q)
+	l.pool.obs.budgetWaiting.Dec()
+	if err != nil {
 		return err
 	}
 	l.inUse.Add(int64(n))

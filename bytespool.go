@@ -261,7 +261,7 @@ type Stats struct {
 	TrimmedBytes uint64 // bytes Trim has given back to the system, in all
 
 	// BlockWaiters is how many goroutines are queued for blocks: writers
-	// of Bytes and of pipes. Waiters counts them too, and the goroutines
+	// of Bytes and of pipes, in the pool's queue or at a budget's cap. Waiters counts them too, and the goroutines
 	// parked in pipes for data, for room or for their turn besides.
 	BlockWaiters int
 	// OldestWait is how long the writer first in the queue for blocks,
