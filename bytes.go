@@ -160,6 +160,7 @@ func (st *state) reclaim() {
 	l := Leak{Blocks: st.c.held(), Bytes: st.c.size()}
 	st.closeLocked()
 	st.mu.Unlock()
+	p.pressed()
 	p.reportLeak(l, st.made)
 }
 
@@ -223,6 +224,7 @@ func (b *Bytes) free(method string) bool {
 	}
 	st.closeLocked()
 	st.mu.Unlock()
+	p.pressed()
 	if !st.debug {
 		p.headers.Put(b)
 	}
@@ -246,12 +248,14 @@ func (b *Bytes) Len() int {
 func (b *Bytes) Reset() {
 	st := b.st
 	st.mu.Lock()
+	p := st.c.pool
 	if !st.closed {
 		st.c.reset()
 	} else {
 		st.usedFreed("Reset")
 	}
 	st.mu.Unlock()
+	p.pressed()
 }
 
 // Write appends p to b. It is all or nothing: it returns len(p), nil, or 0
@@ -308,6 +312,7 @@ func bytesWrite[T bytesOrString](b *Bytes, ctx context.Context, p T) (int, error
 	st := b.st
 	n := len(p)
 	st.mu.Lock()
+	pool := st.c.pool
 	need, err := st.admit(n)
 	for err == nil {
 		if need == 1 {
@@ -347,6 +352,7 @@ func bytesWrite[T bytesOrString](b *Bytes, ctx context.Context, p T) (int, error
 		break
 	}
 	st.mu.Unlock()
+	pool.pressed()
 	runtime.KeepAlive(b)
 	if err != nil {
 		return 0, err
@@ -420,7 +426,7 @@ func (st *state) waitBlocks(ctx context.Context, need, n int) error {
 		var q park.Waiter
 		if q, err = p.enqueue(need, st); err == nil {
 			st.mu.Unlock()
-			err = p.wait(ctx, q)
+			err = p.wait(ctx, q, need)
 			st.mu.Lock()
 			if err == nil && st.gen != gen {
 				p.release(need, shard)
@@ -459,8 +465,10 @@ func (b *Bytes) Read(p []byte) (int, error) {
 		st.mu.Unlock()
 		return 0, io.EOF
 	}
+	pool := st.c.pool
 	n := st.c.read(p)
 	st.mu.Unlock()
+	pool.pressed()
 	return n, nil
 }
 
@@ -477,8 +485,10 @@ func (b *Bytes) ReadByte() (byte, error) {
 		st.mu.Unlock()
 		return 0, io.EOF
 	}
+	p := st.c.pool
 	c := st.c.readByte()
 	st.mu.Unlock()
+	p.pressed()
 	return c, nil
 }
 
@@ -668,6 +678,7 @@ loop:
 	}
 	st.probe = probe
 	st.mu.Unlock()
+	p.pressed()
 	runtime.KeepAlive(b)
 	return total, p.rejectedIf(err)
 }
@@ -798,6 +809,7 @@ func (b *Bytes) WriteTo(w io.Writer) (int64, error) {
 	if st.closed {
 		st.usedFreed("WriteTo")
 	}
+	pool := st.c.pool
 	gen0 := st.gen
 	err := st.takeTurn()
 	for err == nil && !(dst == b && total > 0) {
@@ -820,6 +832,7 @@ func (b *Bytes) WriteTo(w io.Writer) (int64, error) {
 	}
 	st.giveTurn(gen0)
 	st.mu.Unlock()
+	pool.pressed()
 	runtime.KeepAlive(b)
 	return total, err
 }

@@ -270,6 +270,7 @@ func (pp *pipe) take(ctx context.Context, t *turn) error {
 func (pp *pipe) leave(t *turn) {
 	t.give()
 	pp.reclaim()
+	pp.pool.pressed()
 }
 
 // park waits on ev until it moves past seq or ctx ends, counting the
@@ -440,7 +441,7 @@ func (pp *pipe) reserve(ctx context.Context, want int) error {
 	if err := pp.writeErr(); err != nil {
 		pool.abort(pp, err) // as above
 	}
-	if err := pool.wait(ctx, q); err != nil {
+	if err := pool.wait(ctx, q, need); err != nil {
 		bg.release(need)
 		return err
 	}
@@ -999,6 +1000,7 @@ func (pp *pipe) closeRead(err error) {
 	pp.space.Wake()
 	pp.data.Wake() // readers waiting for data now fail
 	pp.reclaim()
+	pp.pool.pressed()
 }
 
 // reclaim frees the pipe's blocks once the reader has closed, if nobody is
