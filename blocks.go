@@ -407,8 +407,6 @@ func (a *allocator) trim() int {
 // blocksFor returns how many blocks n bytes fill, rounding up.
 func (a *allocator) blocksFor(n int) int { return (n + a.blockSize - 1) / a.blockSize }
 
-// tooBig reports whether holding n blocks at once is beyond the pool.
-func (a *allocator) tooBig(n int) bool { return n > a.capacity }
 
 // getBlocks fills dst with free blocks for a holder whose home shard is
 // shard. The caller must have reserved them (tryReserve, or enqueue and
