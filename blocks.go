@@ -407,7 +407,6 @@ func (a *allocator) trim() int {
 // blocksFor returns how many blocks n bytes fill, rounding up.
 func (a *allocator) blocksFor(n int) int { return (n + a.blockSize - 1) / a.blockSize }
 
-
 // getBlocks fills dst with free blocks for a holder whose home shard is
 // shard. The caller must have reserved them (tryReserve, or enqueue and
 // wait), so that many blocks are free somewhere (see allocator). Blocks come from the rings first: the home shard's,

@@ -781,7 +781,10 @@ func (st *state) endPending(gen uint32, n int) bool {
 // that p taken. w gets slices with cap == len, and must not keep them after
 // Write returns. A w that is a Bytes of the same pool gets the blocks
 // themselves, without a copy or a new block: all of them, or none and
-// ErrBytesCapacityTooSmall. Concurrent WriteTos of b take turns.
+// ErrBytesCapacityTooSmall. If w is a Bytes of another budget (see
+// Budget), the blocks go over only if w's budgets can take them at once;
+// otherwise WriteTo copies, as into any io.Writer, waiting like a Write
+// into w where w's budgets are full. Concurrent WriteTos of b take turns.
 func (b *Bytes) WriteTo(w io.Writer) (int64, error) {
 	// How: WriteTo detaches every unread block from b (detachTo), so
 	// concurrent reads see them gone and concurrent writes append behind
