@@ -44,6 +44,12 @@ type allocator struct {
 	capacity  int // blocks the pool can ever hand out: total, or all an unlimited arena can name
 	zero      bool
 
+	// press, if HighWater is set, counts the blocks holders have
+	// reserved, exactly: every door method that hands reservations to a
+	// holder or takes them back tells it (see count). nil otherwise, so
+	// that a pool without HighWater pays one nil check.
+	press *pressure
+
 	// sema counts the blocks that may still be handed out, spread over
 	// the same shards as the rings: all of a limited pool's, and the
 	// blocks of the slabs an unlimited pool has published (see grow). A
@@ -106,7 +112,21 @@ func (a *allocator) init(arena *slab.Arena, total int, zero bool) {
 
 // tryReserve reserves n blocks for a holder whose home shard is shard, if
 // they are free and nobody is queued for blocks.
-func (a *allocator) tryReserve(n, shard int) bool { return a.sema.TryAcquire(uint64(n), shard) }
+func (a *allocator) tryReserve(n, shard int) bool {
+	ok := a.sema.TryAcquire(uint64(n), shard)
+	if ok && a.press != nil {
+		a.press.add(n)
+	}
+	return ok
+}
+
+// count tells the pressure count that holders took n more reservations
+// (n < 0: gave them back), if the pool keeps one.
+func (a *allocator) count(n int) {
+	if a.press != nil {
+		a.press.add(n)
+	}
+}
 
 // enqueue joins the queue for n blocks on behalf of owner (see abort),
 // without waiting; the caller must then call wait exactly once. An
@@ -128,14 +148,21 @@ func (a *allocator) enqueue(n int, owner any) (park.Waiter, error) {
 	return q, nil
 }
 
-// wait waits, in arrival order, for the blocks enqueue asked for, until
+// wait waits, in arrival order, for the n blocks enqueue asked for, until
 // ctx ends or abort names the waiter's owner (see park.Sema.Wait).
-func (a *allocator) wait(ctx context.Context, q park.Waiter) error { return a.sema.Wait(ctx, q) }
+func (a *allocator) wait(ctx context.Context, q park.Waiter, n int) error {
+	err := a.sema.Wait(ctx, q)
+	if err == nil {
+		a.count(n)
+	}
+	return err
+}
 
 // release gives back n reservations whose blocks the caller did not take,
 // or has given back to the rings, into shard.
 func (a *allocator) release(n, shard int) {
 	if n > 0 {
+		a.count(-n)
 		a.sema.Release(uint64(n), shard)
 	}
 }
@@ -379,9 +406,6 @@ func (a *allocator) trim() int {
 
 // blocksFor returns how many blocks n bytes fill, rounding up.
 func (a *allocator) blocksFor(n int) int { return (n + a.blockSize - 1) / a.blockSize }
-
-// tooBig reports whether holding n blocks at once is beyond the pool.
-func (a *allocator) tooBig(n int) bool { return n > a.capacity }
 
 // getBlocks fills dst with free blocks for a holder whose home shard is
 // shard. The caller must have reserved them (tryReserve, or enqueue and
@@ -650,9 +674,10 @@ func pushAll(r *ring.Ring, es []uint32) {
 // if the pool zeroes on free: as the shard's hot block if that is empty,
 // else as ringBlock does.
 func (a *allocator) freeBlock(i uint32, shard int) {
+	a.count(-1)
 	a.wipe(blockRun{first: i, n: 1})
 	if !a.putHot(i, shard) {
-		a.ringBlock(i, shard)
+		a.putBlock(i, shard)
 	}
 }
 
@@ -669,6 +694,12 @@ func (a *allocator) wipe(r blockRun) {
 // (see wipe), back to its ring in the given shard, and its reservation to
 // the semaphore.
 func (a *allocator) ringBlock(i uint32, shard int) {
+	a.count(-1)
+	a.putBlock(i, shard)
+}
+
+// putBlock is ringBlock for a block no holder counts: a hot one.
+func (a *allocator) putBlock(i uint32, shard int) {
 	one := [1]blockRun{{first: i, n: 1}}
 	a.putRuns(one[:], shard)
 	a.sema.Release(1, shard)
@@ -676,15 +707,17 @@ func (a *allocator) ringBlock(i uint32, shard int) {
 
 // freer gives blocks back to the pool in batches: runs of consecutive
 // blocks, one ring entry per run (see putRuns), and one semaphore release
-// for the lot. Use it on the stack: add each block or run, then call done
-// once.
+// for the lot; and, for the blocks of a budget's Bytes or pipe, their
+// reservations at the budget's levels. Use it on the stack: add each block
+// or run, then call done once.
 type freer struct {
-	a     *allocator
-	shard int
-	hot   bool // a lone block may become the shard's hot block (see hot blocks below)
-	runs  [16]blockRun
-	n     int // runs queued
-	total int // blocks added
+	a      *allocator
+	budget *Budget // where the blocks' holder also gives them back; nil for the pool alone
+	shard  int
+	hot    bool // a lone block may become the shard's hot block (see hot blocks below)
+	runs   [16]blockRun
+	n      int // runs queued
+	total  int // blocks added
 }
 
 // add queues block i.
@@ -727,16 +760,23 @@ func (f *freer) flush() {
 // done returns what is left and releases the reservations of every block
 // added. With hot set, a lone block goes back as freeBlock gives it: to
 // the shard's hot slot if that is empty.
+//
+// The budget's levels get their reservations back after the pool has the
+// blocks: a writer that a budget level then grants finds them there.
 func (f *freer) done() {
 	if f.hot && f.total == 1 { // runs[0] is the block: addRun flushes only a full runs
 		f.a.freeBlock(f.runs[0].first, f.shard)
-		return
+	} else {
+		if f.n > 0 {
+			f.flush()
+		}
+		if f.total > 0 {
+			f.a.count(-f.total)
+			f.a.sema.Release(uint64(f.total), f.shard)
+		}
 	}
-	if f.n > 0 {
-		f.flush()
-	}
-	if f.total > 0 {
-		f.a.sema.Release(uint64(f.total), f.shard)
+	if f.budget != nil {
+		f.budget.release(f.total)
 	}
 }
 
@@ -807,7 +847,7 @@ func (a *allocator) putHot(i uint32, s int) bool {
 // and its reservation to the semaphore.
 func (a *allocator) drainHot(s int) {
 	if v := a.local[s].hot.Swap(0); v != 0 {
-		a.ringBlock(v-1, s)
+		a.putBlock(v-1, s)
 	}
 }
 
@@ -854,11 +894,13 @@ func (a *allocator) hotBlocks() int {
 // and a block from the rings.
 func (a *allocator) tryGetBlock(s int) (uint32, bool) {
 	if i, ok := a.takeHot(s); ok {
+		a.count(1)
 		return i, true
 	}
 	if !a.sema.TryAcquire(1, s) {
 		return noBlock, false
 	}
+	a.count(1)
 	return a.getBlock(s), true
 }
 

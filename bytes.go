@@ -99,6 +99,12 @@ var (
 // bounded by the pool only. It panics if maxLen is negative.
 func (p *BytesPool) NewBytes(maxLen int) *Bytes {
 	p.mustBeMade("NewBytes")
+	return p.newBytes(maxLen, nil)
+}
+
+// newBytes is NewBytes for a Bytes of budget bg (nil: of the pool alone),
+// called by NewBytes or Budget.NewBytes.
+func (p *BytesPool) newBytes(maxLen int, bg *Budget) *Bytes {
 	if maxLen < 0 {
 		panic(fmt.Sprintf("bytespool: NewBytes: maxLen must not be negative, got %d", maxLen))
 	}
@@ -106,7 +112,7 @@ func (p *BytesPool) NewBytes(maxLen int) *Bytes {
 	if p.obs.debug {
 		b = p.newHeader() // never a reissued header: a freed one stays freed
 		b.st.debug = true
-		b.st.made = callers(0)
+		b.st.made = callers(1) // from NewBytes' caller on
 	} else if b, _ = p.headers.Get().(*Bytes); b == nil {
 		b = p.newHeader()
 	}
@@ -115,7 +121,7 @@ func (p *BytesPool) NewBytes(maxLen int) *Bytes {
 	// before this Get. A call that Free woke and that has yet to run
 	// looks only at gen (see waitBlocks), which this does not change.
 	st := b.st
-	st.c.pool = p
+	st.c.pool, st.c.budget = p, bg
 	st.maxLen = maxLen
 	st.closed = false
 	if st.uses++; st.uses%shardRecheck == 0 {
@@ -154,6 +160,7 @@ func (st *state) reclaim() {
 	l := Leak{Blocks: st.c.held(), Bytes: st.c.size()}
 	st.closeLocked()
 	st.mu.Unlock()
+	p.pressed()
 	p.reportLeak(l, st.made)
 }
 
@@ -168,12 +175,13 @@ func (st *state) closeLocked() {
 	if st.waiting > 0 {
 		st.waiting = 0
 		st.c.pool.abort(st, ErrClosed)
+		st.c.budget.abort(st, ErrClosed)
 	}
 	if st.writingTo {
 		st.writingTo = false // the WriteTo in flight frees its own
 		st.turnFree.Wake()   // and those waiting for the turn return ErrClosed
 	}
-	st.c.pool, st.c.blockList = nil, blockList{} // the pointers into the pool (see state)
+	st.c.pool, st.c.budget, st.c.blockList = nil, nil, blockList{} // the pointers into the pool (see state)
 }
 
 // Free returns every block b holds to the pool and hands b back for reuse.
@@ -216,6 +224,7 @@ func (b *Bytes) free(method string) bool {
 	}
 	st.closeLocked()
 	st.mu.Unlock()
+	p.pressed()
 	if !st.debug {
 		p.headers.Put(b)
 	}
@@ -239,12 +248,14 @@ func (b *Bytes) Len() int {
 func (b *Bytes) Reset() {
 	st := b.st
 	st.mu.Lock()
+	p := st.c.pool
 	if !st.closed {
 		st.c.reset()
 	} else {
 		st.usedFreed("Reset")
 	}
 	st.mu.Unlock()
+	p.pressed()
 }
 
 // Write appends p to b. It is all or nothing: it returns len(p), nil, or 0
@@ -301,15 +312,16 @@ func bytesWrite[T bytesOrString](b *Bytes, ctx context.Context, p T) (int, error
 	st := b.st
 	n := len(p)
 	st.mu.Lock()
+	pool := st.c.pool
 	need, err := st.admit(n)
 	for err == nil {
 		if need == 1 {
-			if blk, ok := st.c.pool.tryGetBlock(st.c.shard); ok {
+			if blk, ok := st.c.tryGetBlock(); ok {
 				writeBlock(&st.c, p, blk)
 				st.grew()
 				break
 			}
-		} else if need == 0 || st.c.pool.tryReserve(need, st.c.shard) {
+		} else if need == 0 || st.c.tryReserve(need) {
 			write(&st.c, p, need)
 			st.grew()
 			break
@@ -326,7 +338,7 @@ func bytesWrite[T bytesOrString](b *Bytes, ctx context.Context, p T) (int, error
 			st.c.release(need - now)
 			need = now
 		} else if now > need {
-			if !st.c.pool.tryReserve(now-need, st.c.shard) {
+			if !st.c.tryReserve(now - need) {
 				// Give the blocks back rather than hold them while
 				// waiting for more, and queue again.
 				st.c.release(need)
@@ -340,6 +352,7 @@ func bytesWrite[T bytesOrString](b *Bytes, ctx context.Context, p T) (int, error
 		break
 	}
 	st.mu.Unlock()
+	pool.pressed()
 	runtime.KeepAlive(b)
 	if err != nil {
 		return 0, err
@@ -358,49 +371,75 @@ func (st *state) admit(n int) (int, error) {
 		return 0, st.c.pool.rejectedIf(ErrBytesCapacityTooSmall)
 	}
 	need := st.c.need(n)
-	if st.c.pool.tooBig(st.c.held() + need) {
+	if st.c.tooBig(st.c.held() + need) {
 		return 0, st.c.pool.rejectedIf(ErrPoolTooSmall)
 	}
 	return need, nil
 }
 
 // grew is called, with mu held, after the chain took on more blocks. A
-// writer of b that is queued for more blocks than the pool has beside
-// those b now holds can never be granted them: it leaves the queue with
-// errRecheck, and admits its write again, which fails with ErrPoolTooSmall
-// unless the room b's last block now has makes it fit after all.
+// writer of b that is queued, at any level, for more blocks than the
+// smallest cap on b's path has beside those b now holds can never be
+// granted them: it leaves the queue with errRecheck, and admits its write
+// again, which fails with ErrPoolTooSmall unless the room b's last block
+// now has makes it fit after all.
 func (st *state) grew() {
 	if st.waiting > 0 {
-		p := st.c.pool
-		p.abortOver(st, p.capacity-st.c.held(), errRecheck)
+		st.c.abortOver(st, st.c.limit()-st.c.held(), errRecheck)
 	}
 }
 
 // errRecheck is how grew sends a queued writer back to admit.
 var errRecheck = errors.New("bytespool: recheck the write against the pool")
 
-// waitBlocks reserves need blocks for a call that will add n bytes, waiting
-// in the pool's queue with mu unlocked. It is called and returns with mu
-// held. On success the blocks are reserved and b was not freed meanwhile.
+// waitBlocks reserves need blocks for a call that will add n bytes, at
+// every level of b's path: at its budget's levels, leaf first, then in the
+// pool (see Budget for why that order cannot deadlock), waiting in each
+// level's queue as it must with mu unlocked. It is called and returns with
+// mu held. On success the blocks are reserved at every level and b was not
+// freed meanwhile; on failure nothing is reserved anywhere.
 func (st *state) waitBlocks(ctx context.Context, need, n int) error {
-	gen, p := st.gen, st.c.pool
-	// Join the queue before unlocking, so that a Free after the unlock
-	// finds this waiter and aborts it.
-	q, err := p.enqueue(need, st)
-	if err != nil {
-		return err
-	}
+	gen, p, bg, shard := st.gen, st.c.pool, st.c.budget, st.c.shard
 	st.pending += n
 	st.waiting++
-	st.mu.Unlock()
-	err = p.wait(ctx, q)
-	st.mu.Lock()
+	var err error
+	upto := bg // the levels of bg below upto are reserved
+	for l := bg; l != nil && err == nil; l = l.parent {
+		if l.tryTake(need) {
+			upto = l.parent
+			continue
+		}
+		// Join the queue before unlocking, so that a Free after the
+		// unlock finds this waiter and aborts it.
+		q := l.enqueue(need, st)
+		st.mu.Unlock()
+		err = l.wait(ctx, q, need)
+		st.mu.Lock()
+		if err == nil {
+			upto = l.parent
+			if st.gen != gen {
+				err = ErrClosed
+			}
+		}
+	}
+	if err == nil {
+		var q park.Waiter
+		if q, err = p.enqueue(need, st); err == nil {
+			st.mu.Unlock()
+			err = p.wait(ctx, q, need)
+			st.mu.Lock()
+			if err == nil && st.gen != gen {
+				p.release(need, shard)
+				err = ErrClosed
+			}
+		}
+	}
+	if err != nil {
+		bg.releaseBelow(upto, need)
+	}
 	if st.gen != gen {
 		// Free ran meanwhile and reset pending and waiting; the header
 		// may even belong to a new owner now, so st.c is not ours.
-		if err == nil {
-			p.release(need, st.c.shard)
-		}
 		return ErrClosed
 	}
 	st.pending -= n
@@ -426,8 +465,10 @@ func (b *Bytes) Read(p []byte) (int, error) {
 		st.mu.Unlock()
 		return 0, io.EOF
 	}
+	pool := st.c.pool
 	n := st.c.read(p)
 	st.mu.Unlock()
+	pool.pressed()
 	return n, nil
 }
 
@@ -444,8 +485,10 @@ func (b *Bytes) ReadByte() (byte, error) {
 		st.mu.Unlock()
 		return 0, io.EOF
 	}
+	p := st.c.pool
 	c := st.c.readByte()
 	st.mu.Unlock()
+	p.pressed()
 	return c, nil
 }
 
@@ -532,7 +575,7 @@ func (b *Bytes) ReadFromContext(ctx context.Context, r io.Reader) (int64, error)
 		st.mu.Unlock()
 		return 0, ErrClosed
 	}
-	gen, p := st.gen, c.pool
+	gen, p, bg := st.gen, c.pool, c.budget
 	probe := st.probe // borrowed; concurrent ReadFroms of b make their own
 	st.probe = nil
 	if probe == nil {
@@ -575,7 +618,7 @@ loop:
 				}
 				continue // the limit may have changed while we waited
 			}
-			if p.tooBig(c.held() + 1) {
+			if c.tooBig(c.held() + 1) {
 				// No block to be had, ever, while b holds what it
 				// holds: r is not read, so nothing it has is lost,
 				// as with maxLen above.
@@ -587,7 +630,7 @@ loop:
 		buf = buf[:min(len(buf), limit)]
 		var n int
 		var rerr error
-		n, freed, rerr = st.readUnlocked(p, gen, r, buf, &f)
+		n, freed, rerr = st.readUnlocked(p, bg, gen, r, buf, &f)
 		if freed {
 			err = ErrClosed
 			break
@@ -625,6 +668,7 @@ loop:
 	if f.blk != noBlock {
 		if freed {
 			p.freeBlock(f.blk, c.shard)
+			bg.release(1)
 		} else {
 			total += int64(st.join(&f))
 		}
@@ -634,6 +678,7 @@ loop:
 	}
 	st.probe = probe
 	st.mu.Unlock()
+	p.pressed()
 	runtime.KeepAlive(b)
 	return total, p.rejectedIf(err)
 }
@@ -655,7 +700,7 @@ func (st *state) join(f *freshBlock) int {
 		if n > 0 && c.appendBlock(f.blk, n) {
 			st.grew()
 		} else {
-			c.pool.freeBlock(f.blk, c.shard)
+			c.freeBlock(f.blk)
 		}
 	}
 	*f = freshBlock{blk: noBlock}
@@ -669,10 +714,10 @@ func (st *state) join(f *freshBlock) int {
 // ErrClosed if b was freed while it waited: the caller must then leave st.c
 // alone.
 func (st *state) newBlock(ctx context.Context, p *BytesPool, n int) (uint32, error) {
-	if p.tooBig(st.c.held() + 1) {
+	if st.c.tooBig(st.c.held() + 1) {
 		return noBlock, ErrPoolTooSmall
 	}
-	if blk, ok := p.tryGetBlock(st.c.shard); ok {
+	if blk, ok := st.c.tryGetBlock(); ok {
 		return blk, nil
 	}
 	if err := st.waitBlocks(ctx, 1, n); err != nil {
@@ -694,7 +739,7 @@ func (st *state) newBlock(ctx context.Context, p *BytesPool, n int) (uint32, err
 // does), the bytes f held before the read join b (or its block goes back
 // to the pool, if b was freed), and pending is restored before the panic
 // goes on, with mu unlocked.
-func (st *state) readUnlocked(p *BytesPool, gen uint32, r io.Reader, buf []byte, f *freshBlock) (n int, freed bool, err error) {
+func (st *state) readUnlocked(p *BytesPool, bg *Budget, gen uint32, r io.Reader, buf []byte, f *freshBlock) (n int, freed bool, err error) {
 	hold := len(buf) + f.fill
 	st.pending += hold
 	st.mu.Unlock()
@@ -706,6 +751,7 @@ func (st *state) readUnlocked(p *BytesPool, gen uint32, r io.Reader, buf []byte,
 				st.join(f)
 			} else if f.blk != noBlock {
 				p.freeBlock(f.blk, st.c.shard)
+				bg.release(1)
 			}
 			st.mu.Unlock()
 		}
@@ -735,7 +781,10 @@ func (st *state) endPending(gen uint32, n int) bool {
 // that p taken. w gets slices with cap == len, and must not keep them after
 // Write returns. A w that is a Bytes of the same pool gets the blocks
 // themselves, without a copy or a new block: all of them, or none and
-// ErrBytesCapacityTooSmall. Concurrent WriteTos of b take turns.
+// ErrBytesCapacityTooSmall. If w is a Bytes of another budget (see
+// Budget), the blocks go over only if w's budgets can take them at once;
+// otherwise WriteTo copies, as into any io.Writer, waiting like a Write
+// into w where w's budgets are full. Concurrent WriteTos of b take turns.
 func (b *Bytes) WriteTo(w io.Writer) (int64, error) {
 	// How: WriteTo detaches every unread block from b (detachTo), so
 	// concurrent reads see them gone and concurrent writes append behind
@@ -763,16 +812,17 @@ func (b *Bytes) WriteTo(w io.Writer) (int64, error) {
 	if st.closed {
 		st.usedFreed("WriteTo")
 	}
+	pool := st.c.pool
 	gen0 := st.gen
 	err := st.takeTurn()
 	for err == nil && !(dst == b && total > 0) {
 		if c.n == 0 {
 			break
 		}
-		gen, p := st.gen, c.pool
+		gen, p, bg := st.gen, c.pool, c.budget
 		sc := takeScratch(&st.scratch)
 		c.detachTo(sc)
-		n, left, werr := st.writeDetached(w, dst, sc, p, gen)
+		n, left, werr := st.writeDetached(w, dst, sc, p, bg, gen)
 		total += n
 		switch {
 		case st.gen != gen:
@@ -785,6 +835,7 @@ func (b *Bytes) WriteTo(w io.Writer) (int64, error) {
 	}
 	st.giveTurn(gen0)
 	st.mu.Unlock()
+	pool.pressed()
 	runtime.KeepAlive(b)
 	return total, err
 }
@@ -832,11 +883,11 @@ func (st *state) giveTurn(gen uint32) {
 // If w panics, the blocks are settled as if w had taken nothing, as
 // bytes.Buffer keeps its bytes when its writer panics, and the panic goes
 // on with mu unlocked.
-func (st *state) writeDetached(w io.Writer, dst *Bytes, sc *writeToScratch, p *BytesPool, gen uint32) (n int64, left int, err error) {
+func (st *state) writeDetached(w io.Writer, dst *Bytes, sc *writeToScratch, p *BytesPool, bg *Budget, gen uint32) (n int64, left int, err error) {
 	if dst != nil {
-		if n, err = st.handTo(dst.st, sc, p, gen); err != errOtherPool {
+		if n, err = st.handTo(dst.st, sc, p, bg, gen); err != errOtherPool {
 			if err != nil {
-				left = st.c.settle(p, sc, 0, st.gen == gen)
+				left = st.c.settle(p, bg, sc, 0, st.gen == gen)
 			}
 			st.scratch = sc
 			return n, left, err
@@ -847,7 +898,7 @@ func (st *state) writeDetached(w io.Writer, dst *Bytes, sc *writeToScratch, p *B
 	defer func() {
 		if !done {
 			st.mu.Lock()
-			st.c.settle(p, sc, 0, st.gen == gen)
+			st.c.settle(p, bg, sc, 0, st.gen == gen)
 			st.scratch = sc
 			st.giveTurn(gen)
 			st.mu.Unlock()
@@ -856,7 +907,7 @@ func (st *state) writeDetached(w io.Writer, dst *Bytes, sc *writeToScratch, p *B
 	n, err = writeOut(w, sc)
 	done = true
 	st.mu.Lock()
-	left = st.c.settle(p, sc, n, st.gen == gen)
+	left = st.c.settle(p, bg, sc, n, st.gen == gen)
 	st.scratch = sc
 	return n, left, err
 }
@@ -869,7 +920,7 @@ func (st *state) writeDetached(w io.Writer, dst *Bytes, sc *writeToScratch, p *B
 // their ids, so that two WriteTos between the same Bytes in opposite
 // directions cannot deadlock. If it returns an error, dst took nothing and
 // the blocks are still detached.
-func (st *state) handTo(dst *state, sc *writeToScratch, p *BytesPool, gen uint32) (int64, error) {
+func (st *state) handTo(dst *state, sc *writeToScratch, p *BytesPool, bg *Budget, gen uint32) (int64, error) {
 	if dst != st {
 		if dst.id < st.id {
 			st.mu.Unlock()
@@ -884,26 +935,30 @@ func (st *state) handTo(dst *state, sc *writeToScratch, p *BytesPool, gen uint32
 	// meanwhile, after which the header may be another owner's, can only
 	// have made keep false where the blocks go to another Bytes anyway.
 	keep := st.gen == gen // st still counts the blocks (see settle)
-	n, err := dst.adopt(p, sc, dst == st)
+	n, err := dst.adopt(p, bg, sc, dst == st)
 	if err == nil {
 		st.c.handOver(sc, keep)
 	}
 	return n, err
 }
 
-// adopt appends to st the blocks of pool p that a WriteTo detached into sc,
-// and returns their bytes; self says that st is where they were detached
-// from and still counts them against its maxLen. Like a Write, it takes
-// all or nothing: it returns ErrClosed if st is freed and
-// ErrBytesCapacityTooSmall if the bytes do not fit its maxLen. It returns
-// errOtherPool, taking nothing, if st is a Bytes of another pool. Called
-// with st.mu held.
+// adopt appends to st the blocks of pool p and budget from that a WriteTo
+// detached into sc, and returns their bytes; self says that st is where
+// they were detached from and still counts them against its maxLen. Like
+// a Write, it takes all or nothing: it returns ErrClosed if st is freed
+// and ErrBytesCapacityTooSmall if the bytes do not fit its maxLen. It
+// returns errOtherPool, taking nothing, if st is a Bytes of another pool,
+// or of another budget whose levels cannot take the blocks at once: the
+// WriteTo then copies, as into any io.Writer, so that the bytes go through
+// st's levels as a Write's do, waiting where it must.
 //
-// The blocks stay in use throughout, so the pool's counts do not change.
+// The blocks stay in use throughout, so the pool's counts do not change;
+// between budgets, st's levels take them (without waiting, see move)
+// before from's give them back, so no cap is passed on the way.
 // The last block of st may keep room that no write will fill, and the
 // first adopted block may start past its front: the chain allows both in
 // its middle (see chain).
-func (st *state) adopt(p *BytesPool, sc *writeToScratch, self bool) (int64, error) {
+func (st *state) adopt(p *BytesPool, from *Budget, sc *writeToScratch, self bool) (int64, error) {
 	n := 0
 	for _, b := range sc.bufs {
 		n += len(b)
@@ -919,6 +974,8 @@ func (st *state) adopt(p *BytesPool, sc *writeToScratch, self bool) (int64, erro
 		return 0, errOtherPool
 	case st.maxLen > 0 && n > st.maxLen-size-st.pending:
 		return 0, p.rejectedIf(ErrBytesCapacityTooSmall)
+	case st.c.budget != from && !move(from, st.c.budget, sc.blocks):
+		return 0, errOtherPool
 	}
 	st.c.pushBack(sc.blockList)
 	st.c.n += n

@@ -127,6 +127,37 @@ type Config struct {
 	// the pool, Stats included. It must not block for long, since it
 	// holds up the other leaks' reports and the runtime's cleanups.
 	OnLeak func(Leak)
+
+	// HighWater and LowWater, in bytes in use, are the marks at which
+	// the pool calls OnPressure: OnPressure(true) once when the blocks
+	// in use (held by Bytes and pipes, or reserved by a writer about to
+	// fill them) reach HighWater, and OnPressure(false) once when they
+	// later fall to LowWater or below. The calls alternate, true first,
+	// and never overlap. A mark between two multiples of BlockSize
+	// counts as the block it falls in: HighWater is reached when the
+	// blocks in use times BlockSize reach it. 0 is off. New requires
+	// LowWater < HighWater <= MaxMemory (any HighWater, if MaxMemory is
+	// 0), and OnPressure to be set with HighWater and only with it.
+	//
+	// What it costs: a pool with HighWater set keeps an exact count of
+	// the blocks in use, one more atomic add on each reservation and
+	// free; a pool without it pays a nil check.
+	HighWater, LowWater int
+	// OnPressure is called, with high true or false, as HighWater
+	// describes; use it to shed load (stop accepting connections, say)
+	// and take it up again. It runs on the goroutine whose write or free
+	// crossed the mark, after that call has released every lock of the
+	// pool, its Bytes and pipes, just before it returns; if another call
+	// of OnPressure is running then, that goroutine makes the next call
+	// instead, once the running one returns. So OnPressure may call any
+	// method of the pool and free or write to Bytes, even if that
+	// crosses a mark again (the next call then follows once it returns);
+	// it holds up the goroutine that runs it, and the next calls, for as
+	// long as it runs. Each call looks at the count when it is made: a
+	// mark crossed and crossed back in between may go unreported, but
+	// the last call made always matches the count once the calls in
+	// flight are done.
+	OnPressure func(high bool)
 }
 
 // BytesPool hands out blocks to the Bytes and pipes made from it. All its
@@ -170,6 +201,9 @@ type BytesPool struct {
 // will not reserve (more than the address space, or refused) is such an
 // error too; it also wraps [slab.ErrNoMemory].
 func New(cfg Config) (*BytesPool, error) {
+	if msg := checkPressure(cfg); msg != "" {
+		return nil, fmt.Errorf("%w: %s", ErrInvalidConfig, msg)
+	}
 	p, msg, cause := makePool(cfg, "MaxMemory", "BlockSize")
 	switch {
 	case cause != nil:
@@ -178,6 +212,7 @@ func New(cfg Config) (*BytesPool, error) {
 		return nil, fmt.Errorf("%w: %s", ErrInvalidConfig, msg)
 	}
 	p.obs.debug, p.obs.onLeak = cfg.Debug, cfg.OnLeak
+	p.press = newPressure(cfg, p.blockSize) // before anyone can use p
 	return p, nil
 }
 
@@ -261,7 +296,7 @@ type Stats struct {
 	TrimmedBytes uint64 // bytes Trim has given back to the system, in all
 
 	// BlockWaiters is how many goroutines are queued for blocks: writers
-	// of Bytes and of pipes. Waiters counts them too, and the goroutines
+	// of Bytes and of pipes, in the pool's queue or at a budget's cap. Waiters counts them too, and the goroutines
 	// parked in pipes for data, for room or for their turn besides.
 	BlockWaiters int
 	// OldestWait is how long the writer first in the queue for blocks,

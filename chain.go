@@ -77,8 +77,9 @@ func (l *blockList) pushBack(back blockList) {
 //   - each block is in at most one chain, live or detached (see detachTo),
 //     and a block in a chain is written only through that chain's room.
 type chain struct {
-	pool  *BytesPool // nil while the Bytes is free (see state)
-	shard int        // the home shard of the pool's free rings (see allocator.slabs)
+	pool   *BytesPool // nil while the Bytes is free (see state)
+	budget *Budget    // the budget its blocks count against; nil for a Bytes of the pool alone, and while the Bytes is free
+	shard  int        // the home shard of the pool's free rings (see allocator.slabs)
 	blockList
 	n int
 
@@ -86,6 +87,58 @@ type chain struct {
 	// writing with the lock released. Those bytes have left the chain
 	// but still count against its limits until settle.
 	outBytes, outBlocks int
+}
+
+// freer returns a freer that gives blocks back to the chain's pool and
+// budget (see freer).
+func (c *chain) freer() freer {
+	return freer{a: &c.pool.allocator, shard: c.shard, hot: true, budget: c.budget}
+}
+
+// freeBlock gives block i, which the chain held, back to the pool and
+// the budget.
+func (c *chain) freeBlock(i uint32) {
+	c.pool.freeBlock(i, c.shard)
+	c.budget.release(1)
+}
+
+// tryGetBlock takes one block for the chain, reserved at every level, if
+// it can be had without waiting. A Bytes of the pool alone pays one nil
+// check here.
+func (c *chain) tryGetBlock() (uint32, bool) {
+	if c.budget != nil {
+		return c.budget.tryGetBlock(c.shard)
+	}
+	return c.pool.tryGetBlock(c.shard)
+}
+
+// tryReserve reserves n blocks for the chain at every level, if they can
+// be had without waiting.
+func (c *chain) tryReserve(n int) bool {
+	if c.budget != nil {
+		return c.budget.tryReserve(n, c.shard)
+	}
+	return c.pool.tryReserve(n, c.shard)
+}
+
+// limit returns the most blocks the chain can ever hold: the smallest cap
+// on its path to the pool.
+func (c *chain) limit() int {
+	if c.budget != nil {
+		return c.budget.limit
+	}
+	return c.pool.capacity
+}
+
+// tooBig reports whether holding n blocks at once is beyond the smallest
+// cap on the chain's path.
+func (c *chain) tooBig(n int) bool { return n > c.limit() }
+
+// abortOver makes the queued writers of owner, at every level of the
+// chain, that asked for more than max blocks return err.
+func (c *chain) abortOver(owner any, max int, err error) {
+	c.pool.abortOver(owner, max, err)
+	c.budget.abortOver(owner, max, err)
 }
 
 // held returns the number of blocks the chain holds, in it or in flight.
@@ -206,7 +259,7 @@ func (c *chain) appendBlock(blk uint32, n int) bool {
 // and returns them to the pool.
 func (c *chain) read(p []byte) int {
 	n := 0
-	f := freer{a: &c.pool.allocator, shard: c.shard, hot: true}
+	f := c.freer()
 	for n < len(p) && c.blocks > 0 {
 		src, links := c.pool.front(c.head, c.blocks, len(p)-n)
 		k := copy(p[n:], src)
@@ -273,7 +326,7 @@ func (c *chain) readByte() byte {
 	h.off++
 	c.n--
 	if h.off == h.end {
-		c.pool.freeBlock(c.pop(h), c.shard)
+		c.freeBlock(c.pop(h))
 	}
 	return v
 }
@@ -281,17 +334,19 @@ func (c *chain) readByte() byte {
 // reset drops every block.
 func (c *chain) reset() {
 	if c.blocks > 0 { // none, as after reading everything: no freer to build
-		f := freer{a: &c.pool.allocator, shard: c.shard, hot: true}
+		f := c.freer()
 		f.addList(&c.blockList)
 		f.done()
 	}
 	c.n = 0
 }
 
-// release returns the reservations of n blocks already pushed to the rings.
+// release returns the reservations, at every level, of n blocks the chain
+// did not take.
 func (c *chain) release(n int) {
 	if n > 0 {
 		c.pool.release(n, c.shard)
+		c.budget.release(n)
 	}
 }
 
@@ -313,17 +368,17 @@ func (c *chain) detachTo(sc *writeToScratch) {
 	c.n, c.blockList = 0, blockList{}
 }
 
-// settle finishes a write of the blocks of pool p detached into sc, of
-// which the writer took the first n bytes: it frees the blocks taken in
+// settle finishes a write of the blocks of pool p and budget bg detached
+// into sc, of which the writer took the first n bytes: it frees the blocks taken in
 // full, and puts the rest back in front of the chain if keep is set, or
 // frees them too (the owner was closed meanwhile: its counters were reset,
 // and c may be the chain of the header's next owner). It returns the
 // number of bytes left unwritten.
-func (c *chain) settle(p *BytesPool, sc *writeToScratch, n int64, keep bool) int {
+func (c *chain) settle(p *BytesPool, bg *Budget, sc *writeToScratch, n int64, keep bool) int {
 	if keep {
 		c.stopCounting(sc)
 	}
-	f := freer{a: &p.allocator, shard: c.shard, hot: true}
+	f := freer{a: &p.allocator, shard: c.shard, hot: true, budget: bg}
 	left := 0
 	for i, b := range sc.bufs {
 		took := int(min(n, int64(len(b))))

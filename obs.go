@@ -38,12 +38,17 @@ type observer struct {
 
 	rejected atomic.Uint64 // writes refused with ErrPoolTooSmall or ErrBytesCapacityTooSmall
 	leaks    atomic.Uint64 // Bytes and pipes reclaimed without Free or Close
+
+	budgetWaiting atomic.Int32 // writers queued at a budget's cap (see Budget)
 }
 
 // fillObsStats fills the fields of s that observer keeps.
 func (p *BytesPool) fillObsStats(s *Stats) {
 	s.Rejected = p.obs.rejected.Load()
 	s.Leaks = p.obs.leaks.Load()
+	n := int(p.obs.budgetWaiting.Load())
+	s.Waiters += n
+	s.BlockWaiters += n
 }
 
 // rejectedIf counts err in Stats.Rejected if it is ErrPoolTooSmall or

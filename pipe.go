@@ -81,6 +81,7 @@ type pipe struct {
 	// read these on every call, so nothing that either side writes on
 	// every call shares their cache line.
 	pool   *BytesPool
+	budget *Budget                  // the budget its blocks count against; nil for a pipe of the pool alone
 	shard  int                      // the writer's shard in the pool: it reserves blocks there
 	rshard int                      // the reader's shard: the reader frees blocks there, and the writer takes them from there first
 	bs     uint64                   // the pool's block size
@@ -171,10 +172,16 @@ var (
 // gives its blocks back once the garbage collector finds both unreachable.
 func (p *BytesPool) NewPipe(maxBuffered int) (*PipeReader, *PipeWriter) {
 	p.mustBeMade("NewPipe")
+	return p.newPipe(maxBuffered, nil)
+}
+
+// newPipe is NewPipe for a pipe of budget bg (nil: of the pool alone),
+// called by NewPipe or Budget.NewPipe.
+func (p *BytesPool) newPipe(maxBuffered int, bg *Budget) (*PipeReader, *PipeWriter) {
 	if maxBuffered < 0 {
 		panic(fmt.Sprintf("bytespool: NewPipe: maxBuffered must not be negative, got %d", maxBuffered))
 	}
-	pp := &pipe{pool: p, bs: uint64(p.blockSize), max: uint64(maxBuffered)}
+	pp := &pipe{pool: p, budget: bg, bs: uint64(p.blockSize), max: uint64(maxBuffered)}
 	pp.shard, pp.rshard = p.pipeShards()
 	// A bounded pipe spans at most ceil(max/bs)+1 blocks from the
 	// reader's to the writer's (the bytes may start and end mid-block),
@@ -193,7 +200,7 @@ func (p *BytesPool) NewPipe(maxBuffered int) (*PipeReader, *PipeWriter) {
 	pp.slots0 = make([]uint32, n)
 	pp.slots.Store(&pp.slots0)
 	if p.obs.debug {
-		pp.made = callers(0)
+		pp.made = callers(1) // from NewPipe's caller on
 	}
 	// One allocation for both ends, so that the finalizer runs once both
 	// are unreachable. A finalizer, not runtime.AddCleanup: it costs no
@@ -263,6 +270,7 @@ func (pp *pipe) take(ctx context.Context, t *turn) error {
 func (pp *pipe) leave(t *turn) {
 	t.give()
 	pp.reclaim()
+	pp.pool.pressed()
 }
 
 // park waits on ev until it moves past seq or ctx ends, counting the
@@ -390,30 +398,51 @@ func (pp *pipe) blockAt(ctx context.Context, want int) (blk uint32, fresh bool, 
 // errMoved is blockAt's report that wpos has moved.
 var errMoved = errors.New("bytespool: the write position moved")
 
-// reserve reserves in the pool the blocks that want bytes from wpos need,
-// all at once, but never more than the pool could give while the pipe
-// holds what it holds: the rest comes in a later reservation, once the
-// reader has freed blocks. The writer queues in the pool while it must.
+// reserve reserves the blocks that want bytes from wpos need, all at once
+// at every level (the pipe's budget's levels, leaf first, then the pool;
+// see Budget), but never more than the smallest cap on that path could
+// give while the pipe holds what it holds: the rest comes in a later
+// reservation, once the reader has freed blocks. The writer queues at
+// each level while it must; if it gives up, it holds nothing anywhere.
 func (pp *pipe) reserve(ctx context.Context, want int) error {
 	bs := pp.bs
 	first := pp.wpos / bs
 	need := int((pp.wpos+uint64(want)+bs-1)/bs - first)
 	held := int(first - min(first, pp.seenRead/bs)) // blocks from the reader's (as last seen) to the writer's
-	need = min(need, max(1, pp.pool.capacity-held))
-	pool := pp.pool
+	pool, bg := pp.pool, pp.budget
+	limit := pool.capacity
+	if bg != nil {
+		limit = bg.limit
+	}
+	need = min(need, max(1, limit-held))
+	for l := bg; l != nil; l = l.parent {
+		if l.tryTake(need) {
+			continue
+		}
+		q := l.enqueue(need, pp)
+		if err := pp.writeErr(); err != nil {
+			// An end closed before we queued, so its abort missed us.
+			l.abortOver(pp, 0, err)
+		}
+		if err := l.wait(ctx, q, need); err != nil {
+			bg.releaseBelow(l, need)
+			return err
+		}
+	}
 	if pool.tryReserve(need, pp.shard) {
 		pp.reserved = need
 		return nil
 	}
 	q, err := pool.enqueue(need, pp)
 	if err != nil {
+		bg.release(need)
 		return err
 	}
 	if err := pp.writeErr(); err != nil {
-		// An end closed before we queued, so its abort missed us.
-		pool.abort(pp, err)
+		pool.abort(pp, err) // as above
 	}
-	if err := pool.wait(ctx, q); err != nil {
+	if err := pool.wait(ctx, q, need); err != nil {
+		bg.release(need)
 		return err
 	}
 	pp.reserved = need
@@ -424,8 +453,21 @@ func (pp *pipe) reserve(ctx context.Context, want int) error {
 func (pp *pipe) unreserve() {
 	if pp.reserved > 0 {
 		pp.pool.release(pp.reserved, pp.shard)
+		pp.budget.release(pp.reserved)
 		pp.reserved = 0
 	}
+}
+
+// freer returns a freer that gives the reader's blocks back to the pool
+// and the pipe's budget (see freer).
+func (pp *pipe) freer() freer {
+	return freer{a: &pp.pool.allocator, shard: pp.rshard, budget: pp.budget}
+}
+
+// abort makes the writer's waits for blocks, at every level, return err.
+func (pp *pipe) abort(err error) {
+	pp.pool.abort(pp, err)
+	pp.budget.abort(pp, err)
 }
 
 // slotsFor returns the slots array with an entry for stream block k that
@@ -484,6 +526,7 @@ func (pp *pipe) giveBack(blk uint32, fresh bool) {
 		// copied into it, unpublished, so it is wiped all the same.
 		pp.pool.wipe(blockRun{first: blk, n: 1})
 		pp.pool.ringBlock(blk, pp.rshard)
+		pp.budget.release(1)
 		return
 	}
 	pp.setWritten(tailFree)
@@ -709,7 +752,7 @@ func (w *PipeWriter) CloseWithError(err error) error {
 	}
 	pp.closeMu.Unlock()
 	if first {
-		pp.pool.abort(pp, io.ErrClosedPipe) // a writer waiting for blocks now fails
+		pp.abort(io.ErrClosedPipe) // a writer waiting for blocks now fails
 	}
 	pp.data.Wake()
 	pp.space.Wake() // a writer waiting for room now fails
@@ -731,7 +774,7 @@ func (pp *pipe) awaitData(ctx context.Context) (uint64, error) {
 		if w := v >> posShift; w != pp.rpos {
 			return w, nil
 		}
-		f := freer{a: &pp.pool.allocator, shard: pp.rshard}
+		f := pp.freer()
 		if pp.dropTail(v, &f) {
 			pp.publishRead(&f)
 			continue
@@ -779,7 +822,7 @@ func (pp *pipe) dropTail(v uint64, f *freer) bool {
 // that leaves nothing unread; then it publishes the position.
 func (pp *pipe) consume(n int, w uint64) {
 	slots := *pp.slots.Load()
-	f := freer{a: &pp.pool.allocator, shard: pp.rshard}
+	f := pp.freer()
 	for end := pp.rpos + uint64(n); pp.rpos < end; {
 		next := min(end, (pp.rpos/pp.bs+1)*pp.bs)
 		if next%pp.bs == 0 {
@@ -952,11 +995,12 @@ func (pp *pipe) closeRead(err error) {
 	}
 	pp.closeMu.Unlock()
 	if first {
-		pp.pool.abort(pp, err)
+		pp.abort(err)
 	}
 	pp.space.Wake()
 	pp.data.Wake() // readers waiting for data now fail
 	pp.reclaim()
+	pp.pool.pressed()
 }
 
 // reclaim frees the pipe's blocks once the reader has closed, if nobody is
@@ -1001,7 +1045,7 @@ func (pp *pipe) reclaim() {
 // nobody else is in the stream.
 func (pp *pipe) freeAll() (blocks int, unread uint64) {
 	slots := *pp.slots.Load()
-	f := freer{a: &pp.pool.allocator, shard: pp.rshard}
+	f := pp.freer()
 	v := pp.written.Load()
 	w := v >> posShift
 	for k := pp.rpos / pp.bs; k < w/pp.bs; k++ {

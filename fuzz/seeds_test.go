@@ -143,6 +143,7 @@ func TestSeedCorpus(t *testing.T) {
 
 func allSeeds() map[string][]seed {
 	return map[string][]seed{
+		"FuzzBudgets":       budgetSeeds,
 		"FuzzBytesOps":      bytesOpsSeeds,
 		"FuzzHandOver":      handOverSeeds,
 		"FuzzInterleavings": interleaveSeeds,
@@ -150,3 +151,35 @@ func allSeeds() map[string][]seed {
 		"FuzzRing":          ringSeeds,
 	}
 }
+
+// FuzzBudgets seeds. Header: block size selector, pool cap selector (see
+// capFor), four budgets' (parent, cap) and four Bytes' (budget, maxLen)
+// selectors (see runBudgets). An op's aux picks the Bytes.
+var budgetSeeds = func() []seed {
+	w := func(x byte, s uint16) op { return mk(gopWrite, x, s) }
+	r := func(x byte, s uint16) op { return mk(gopRead, x, s) }
+	rf := func(x byte, s uint16) op { return mk(gopReadFrom, x, s) }
+	reset := func(x byte) op { return mk(gopReset, x, 0) }
+	free := func(x byte) op { return mk(gopFree, x, 0) }
+	// budget i: parent selector par (par%(i+1)-1), cap c blocks.
+	head := func(bs int, capSel byte, tree [8]byte, bytesSel [8]byte) []byte {
+		h := []byte{blockSizeSel(bs), capSel}
+		h = append(h, tree[:]...)
+		return append(h, bytesSel[:]...)
+	}
+	return []seed{
+		// Pool of 8 blocks; budget 0 (cap 4) of the pool, budget 1 (cap 2)
+		// in 0, budget 2 (no cap) in 0, budget 3 (cap 3) of the pool;
+		// Bytes 0 in 1, 1 in 2, 2 in 3, 3 of the pool.
+		{"bs16-nested-caps", head(16, 2+4*6, [8]byte{0, 4, 1, 2, 1, 0, 0, 3}, [8]byte{2, 0, 3, 0, 4, 0, 0, 0}), []op{
+			w(0, blocks(1, 3)), w(1, blocks(2, 0)), w(0, blocks(1, 0)), w(1, small(1)), r(0, small(7)),
+			w(2, blocks(3, 0)), w(3, blocks(2, 0)), w(3, small(1)), rf(1, blocks(1, 2)), reset(1),
+			w(0, blocks(2, 0)), free(0), w(0, blocks(2, 0)), r(2, bytesN(40)), w(1, blocks(2, 0)),
+		}},
+		// Unlimited pool, one chain of capped budgets, maxLens.
+		{"bs7-chain-maxlen", head(7, 0, [8]byte{0, 6, 1, 5, 2, 3, 3, 1}, [8]byte{4, 1 + 4*9, 3, 0, 2, 2, 0, 0}), []op{
+			w(0, small(12)), w(1, blocks(3, 0)), w(0, small(3)), rf(0, small(8)), r(1, small(5)),
+			w(2, blocks(3, 4)), free(1), w(1, blocks(1, 1)), reset(2), w(3, blocks(3, 0)), w(0, small(1)),
+		}},
+	}
+}()
