@@ -315,13 +315,23 @@ func bytesWrite[T bytesOrString](b *Bytes, ctx context.Context, p T) (int, error
 	pool := st.c.pool
 	need, err := st.admit(n)
 	for err == nil {
+		// The pool alone is the fast path, called directly: the
+		// chain's wrappers, which look at the budget, are too large
+		// for the compiler to inline.
 		if need == 1 {
-			if blk, ok := st.c.tryGetBlock(); ok {
+			var blk uint32
+			var ok bool
+			if st.c.budget == nil {
+				blk, ok = pool.tryGetBlock(st.c.shard)
+			} else {
+				blk, ok = st.c.tryGetBlock()
+			}
+			if ok {
 				writeBlock(&st.c, p, blk)
 				st.grew()
 				break
 			}
-		} else if need == 0 || st.c.tryReserve(need) {
+		} else if need == 0 || (st.c.budget == nil && pool.tryReserve(need, st.c.shard)) || (st.c.budget != nil && st.c.tryReserve(need)) {
 			write(&st.c, p, need)
 			st.grew()
 			break
@@ -384,9 +394,14 @@ func (st *state) admit(n int) (int, error) {
 // again, which fails with ErrPoolTooSmall unless the room b's last block
 // now has makes it fit after all.
 func (st *state) grew() {
-	if st.waiting > 0 {
-		st.c.abortOver(st, st.c.limit()-st.c.held(), errRecheck)
+	if st.waiting > 0 { // small enough to inline: every write calls grew
+		st.abortImpossible()
 	}
+}
+
+// abortImpossible is grew's slow path.
+func (st *state) abortImpossible() {
+	st.c.abortOver(st, st.c.limit()-st.c.held(), errRecheck)
 }
 
 // errRecheck is how grew sends a queued writer back to admit.

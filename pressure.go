@@ -125,8 +125,21 @@ func (ps *pressure) call(high bool) {
 
 // pressed makes the pressure calls that a method of a Bytes or pipe of p
 // made due, once it holds no lock. p may be nil (a Bytes found freed).
+//
+// It is on the path of every Write, Read and Free, so it stays small enough
+// to inline: a pool without HighWater pays one load and a nil check.
 func (p *BytesPool) pressed() {
-	if p != nil && p.press != nil && p.press.due.Load() {
-		p.press.run()
+	if p != nil && p.press != nil {
+		p.press.runIfDue()
+	}
+}
+
+// runIfDue runs the pressure calls if a crossing made them due. It is kept
+// out of line so that pressed stays small enough to inline.
+//
+//go:noinline
+func (ps *pressure) runIfDue() {
+	if ps.due.Load() {
+		ps.run()
 	}
 }
