@@ -22,14 +22,12 @@
 package main
 
 import (
-	"bufio"
 	"flag"
 	"fmt"
 	"image/color"
 	"io"
 	"math"
 	"os"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,63 +36,19 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
+
+	"github.com/zjj/bytespool/bench/internal/benchout"
 )
 
 // A result is one benchmark line: its metrics by unit.
-type result map[string]float64
+type result = benchout.Result
 
 // results holds every round's results, by workload, then by peer, in round
 // order: the n-th result of a benchmark belongs to round n.
-type results map[string]map[string][]result
+type results = benchout.Results
 
-// procsSuffix is the -GOMAXPROCS suffix that go test appends to names.
-var procsSuffix = regexp.MustCompile(`-\d+$`)
-
-// parse reads go test -bench output into res. Lines other than benchmark
-// results are ignored, and so are benchmarks without a peer= part.
-func parse(r io.Reader, res results) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 4 || len(f)%2 != 0 || !strings.HasPrefix(f[0], "Benchmark") {
-			continue
-		}
-		if _, err := strconv.Atoi(f[1]); err != nil {
-			continue
-		}
-		workload, peer, ok := splitName(f[0])
-		if !ok {
-			continue
-		}
-		m := make(result)
-		for i := 2; i < len(f); i += 2 {
-			v, err := strconv.ParseFloat(f[i], 64)
-			if err != nil {
-				return fmt.Errorf("%s: bad value %q", f[0], f[i])
-			}
-			m[f[i+1]] = v
-		}
-		if res[workload] == nil {
-			res[workload] = make(map[string][]result)
-		}
-		res[workload][peer] = append(res[workload][peer], m)
-	}
-	return sc.Err()
-}
-
-// splitName splits "BenchmarkStream2MiB/peer=floor-2" into "Stream2MiB"
-// and "floor".
-func splitName(name string) (workload, peer string, ok bool) {
-	parts := strings.Split(procsSuffix.ReplaceAllString(name, ""), "/")
-	workload = strings.TrimPrefix(parts[0], "Benchmark")
-	for _, p := range parts[1:] {
-		if v, found := strings.CutPrefix(p, "peer="); found {
-			return workload, v, true
-		}
-	}
-	return "", "", false
-}
+// parse reads go test -bench output into res (see benchout.Parse).
+func parse(r io.Reader, res results) error { return benchout.Parse(r, res) }
 
 // unitOf returns the metric a workload is charted by, or "" to leave the
 // workload out.

@@ -18,82 +18,44 @@
 package main
 
 import (
-	"bufio"
 	"flag"
 	"fmt"
 	"io"
 	"math"
 	"os"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/zjj/bytespool/bench/internal/benchout"
 )
 
-// A result is one benchmark line: its metrics by unit ("ns/op",
-// "allocs/op", "p50-ns", ...).
-type result map[string]float64
+// A result is one benchmark line: its metrics by unit.
+type result = benchout.Result
 
 // results holds every round's results, by workload, then by peer, in
 // round order.
-type results map[string]map[string][]result
-
-// procsSuffix is the -GOMAXPROCS suffix that go test appends to names.
-var procsSuffix = regexp.MustCompile(`-\d+$`)
+type results = benchout.Results
 
 // skipped are workloads with peer= results that the tables leave out:
 // GCGoal's figures are counts (gc-cycles, heap-goal-MiB) and its
 // allocations are the garbage it makes on purpose.
 var skipped = []string{"GCGoal"}
 
-// parse reads go test -bench output. Lines other than benchmark results
-// are ignored, and so are benchmarks without a peer= part and the skipped
-// workloads.
+// parse reads go test -bench output (see benchout.Parse), leaving out the
+// skipped workloads.
 func parse(r io.Reader, res results) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		// Name, iterations, then value-unit pairs.
-		if len(f) < 4 || len(f)%2 != 0 || !strings.HasPrefix(f[0], "Benchmark") {
-			continue
-		}
-		if _, err := strconv.Atoi(f[1]); err != nil {
-			continue
-		}
-		workload, peer, ok := splitName(f[0])
-		if !ok || slices.Contains(skipped, workload) {
-			continue
-		}
-		m := make(result)
-		for i := 2; i < len(f); i += 2 {
-			v, err := strconv.ParseFloat(f[i], 64)
-			if err != nil {
-				return fmt.Errorf("%s: bad value %q", f[0], f[i])
-			}
-			m[f[i+1]] = v
-		}
-		if res[workload] == nil {
-			res[workload] = make(map[string][]result)
-		}
-		res[workload][peer] = append(res[workload][peer], m)
+	if err := benchout.Parse(r, res); err != nil {
+		return err
 	}
-	return sc.Err()
+	for _, w := range skipped {
+		delete(res, w)
+	}
+	return nil
 }
 
-// splitName splits "BenchmarkStream2MiB/peer=floor-2" into "Stream2MiB"
-// and "floor".
-func splitName(name string) (workload, peer string, ok bool) {
-	parts := strings.Split(procsSuffix.ReplaceAllString(name, ""), "/")
-	workload = strings.TrimPrefix(parts[0], "Benchmark")
-	for _, p := range parts[1:] {
-		if v, found := strings.CutPrefix(p, "peer="); found {
-			return workload, v, true
-		}
-	}
-	return "", "", false
-}
+// splitName is benchout.SplitName.
+func splitName(name string) (workload, peer string, ok bool) { return benchout.SplitName(name) }
 
 // isContender reports whether peer competes with bytespool: floor and none
 // are bounds, and the bytespool variants are bytespool itself.
