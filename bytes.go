@@ -331,7 +331,9 @@ func bytesWrite[T bytesOrString](b *Bytes, ctx context.Context, p T) (int, error
 				st.grew()
 				break
 			}
-		} else if need == 0 || (st.c.budget == nil && pool.tryReserve(need, st.c.shard)) || (st.c.budget != nil && st.c.tryReserve(need)) {
+		} else if need == 0 ||
+			st.c.budget == nil && pool.tryReserve(need, st.c.shard) ||
+			st.c.budget != nil && st.c.tryReserve(need) {
 			write(&st.c, p, need)
 			st.grew()
 			break

@@ -350,24 +350,9 @@ func main() {
 	}
 	flag.Parse()
 	res := make(results)
-	if flag.NArg() == 0 {
-		if err := parse(os.Stdin, res); err != nil {
-			fmt.Fprintln(os.Stderr, "chart:", err)
-			os.Exit(1)
-		}
-	}
-	for _, name := range flag.Args() {
-		f, err := os.Open(name)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "chart:", err)
-			os.Exit(1)
-		}
-		err = parse(f, res)
-		f.Close()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "chart: %s: %v\n", name, err)
-			os.Exit(1)
-		}
+	if err := benchout.ParseFiles(flag.Args(), res); err != nil {
+		fmt.Fprintln(os.Stderr, "chart:", err)
+		os.Exit(1)
 	}
 	gs := groups(res)
 	if len(gs) == 0 {

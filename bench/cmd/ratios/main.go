@@ -48,10 +48,15 @@ func parse(r io.Reader, res results) error {
 	if err := benchout.Parse(r, res); err != nil {
 		return err
 	}
+	dropSkipped(res)
+	return nil
+}
+
+// dropSkipped removes the skipped workloads from res.
+func dropSkipped(res results) {
 	for _, w := range skipped {
 		delete(res, w)
 	}
-	return nil
 }
 
 // splitName is benchout.SplitName.
@@ -279,25 +284,11 @@ func main() {
 	}
 	flag.Parse()
 	res := make(results)
-	if flag.NArg() == 0 {
-		if err := parse(os.Stdin, res); err != nil {
-			fmt.Fprintln(os.Stderr, "ratios:", err)
-			os.Exit(1)
-		}
+	if err := benchout.ParseFiles(flag.Args(), res); err != nil {
+		fmt.Fprintln(os.Stderr, "ratios:", err)
+		os.Exit(1)
 	}
-	for _, name := range flag.Args() {
-		f, err := os.Open(name)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "ratios:", err)
-			os.Exit(1)
-		}
-		err = parse(f, res)
-		f.Close()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "ratios: %s: %v\n", name, err)
-			os.Exit(1)
-		}
-	}
+	dropSkipped(res)
 	if len(res) == 0 {
 		fmt.Fprintln(os.Stderr, "ratios: no Benchmark<Workload>/peer=<name> results in the input")
 		os.Exit(1)

@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -55,6 +56,26 @@ func Parse(r io.Reader, res Results) error {
 		res[workload][peer] = append(res[workload][peer], m)
 	}
 	return sc.Err()
+}
+
+// ParseFiles parses each named file into res, as Parse does, or standard
+// input if names is empty. An error names the file it came from.
+func ParseFiles(names []string, res Results) error {
+	if len(names) == 0 {
+		return Parse(os.Stdin, res)
+	}
+	for _, name := range names {
+		f, err := os.Open(name)
+		if err != nil {
+			return err
+		}
+		err = Parse(f, res)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // SplitName splits "BenchmarkStream2MiB/peer=floor-2" into "Stream2MiB"
