@@ -541,7 +541,10 @@ const probeSize = 512
 // ReadFrom never reads more from r than b's maxLen lets b take. If b
 // reaches maxLen before r reports io.EOF, ReadFrom returns
 // ErrBytesCapacityTooSmall with everything read so far in b, or nil if r
-// has a Len method that reports 0. Likewise, if b's last block is full and
+// has a Len method that reports 0. So a source without Len of exactly
+// maxLen bytes gets the error; to accept sources of up to n bytes, make b
+// with maxLen n+1 and refuse a b.Len() over n (examples/httpbody does).
+// Likewise, if b's last block is full and
 // b holds as many blocks as the pool has, ReadFrom returns ErrPoolTooSmall
 // without reading r (nil if r reports Len 0), so a source that fills the
 // pool exactly ends in ErrPoolTooSmall unless it has a Len method. The one

@@ -96,7 +96,12 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	budget, release := s.budget(ip)
 	defer release()
 
-	body := budget.NewBytes(s.maxBody)
+	// One byte over maxBody: a body of unknown length that is exactly
+	// maxBody long fills a Bytes of maxBody before its reader says EOF,
+	// and ReadFrom, which never reads what it cannot keep, would then
+	// report ErrBytesCapacityTooSmall. With room for one more byte, EOF
+	// arrives first; a body that does fill the extra byte is too large.
+	body := budget.NewBytes(s.maxBody + 1)
 	defer body.Free() // runs before release
 
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
@@ -111,8 +116,8 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	_, err = body.ReadFromContext(ctx, r.Body)
 	switch {
-	case err == nil:
-	case errors.Is(err, bytespool.ErrBytesCapacityTooSmall):
+	case err == nil && body.Len() <= s.maxBody:
+	case err == nil, errors.Is(err, bytespool.ErrBytesCapacityTooSmall):
 		http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
 		return
 	case errors.Is(err, bytespool.ErrPoolTooSmall),

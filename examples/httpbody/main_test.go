@@ -136,9 +136,13 @@ func TestTooLarge(t *testing.T) {
 	// With a Content-Length: refused before reading.
 	code, _ := post(t, ts.URL, bytes.NewReader(body), true)
 	require.Equal(t, http.StatusRequestEntityTooLarge, code)
-	// Chunked: refused by ReadFromContext (ErrBytesCapacityTooSmall) once
-	// the Bytes is full.
+	// Chunked, one byte over: it fits the Bytes' extra byte, and the
+	// handler refuses it by its length.
 	code, _ = post(t, ts.URL, bytes.NewReader(body), false)
+	require.Equal(t, http.StatusRequestEntityTooLarge, code)
+	// Chunked, well over: refused by ReadFromContext
+	// (ErrBytesCapacityTooSmall) once the Bytes is full.
+	code, _ = post(t, ts.URL, bytes.NewReader(pattern(2, testMaxBody+4096)), false)
 	require.Equal(t, http.StatusRequestEntityTooLarge, code)
 	settled(t, s, pool)
 	require.Positive(t, pool.Stats().Rejected)
