@@ -199,7 +199,19 @@ func write[T bytesOrString](c *chain, p T, fresh int) {
 
 // writeBlock appends p, which needs exactly one new block: blk, which the
 // caller holds with its reservation.
+//
+// An empty chain, as a Bytes that carries one small message at a time
+// has, takes p in blk alone: one copy and one link, without the room and
+// run machinery, which the message's cycle would otherwise pay on every
+// write (see readOnly for the read).
 func writeBlock[T bytesOrString](c *chain, p T, blk uint32) {
+	if c.blocks == 0 {
+		mem, links := c.pool.span(blk)
+		links[0] = link{next: noBlock, end: uint32(copy(mem[:c.pool.blockSize], p))}
+		c.blockList = blockList{head: blk, tail: blk, last: &links[0], blocks: 1}
+		c.n = len(p)
+		return
+	}
 	one := [1]uint32{blk}
 	fillBlocks(c, fillRoom(c, p), one[:])
 }
@@ -258,6 +270,9 @@ func (c *chain) appendBlock(blk uint32, n int) bool {
 // read moves the oldest unread bytes into p, drops the blocks it empties
 // and returns them to the pool.
 func (c *chain) read(p []byte) int {
+	if c.blocks == 1 && len(p) >= c.n {
+		return c.readOnly(p)
+	}
 	n := 0
 	f := c.freer()
 	for n < len(p) && c.blocks > 0 {
@@ -269,6 +284,17 @@ func (c *chain) read(p []byte) int {
 	}
 	f.done()
 	return n
+}
+
+// readOnly is read for a chain of one block that p can take whole: one
+// copy, and the block goes straight back, as the chain's last block its
+// link is c.last, so it needs neither front's run nor a freer.
+func (c *chain) readOnly(p []byte) int {
+	blk, h := c.head, c.last
+	k := copy(p, c.pool.block(blk)[h.off:h.end])
+	c.blockList, c.n = blockList{}, 0
+	c.freeBlock(blk)
+	return k
 }
 
 // drop consumes the first k unread bytes of the run at the front of l,
