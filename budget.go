@@ -194,11 +194,7 @@ func (b *Budget) tryAcquire(n int) bool {
 }
 
 // release gives back n blocks at every level of b.
-func (b *Budget) release(n int) {
-	if b != nil { // small enough to inline: a Bytes of the pool alone pays a nil check
-		b.releaseBelow(nil, n)
-	}
-}
+func (b *Budget) release(n int) { b.releaseBelow(nil, n) }
 
 // releaseBelow gives back n blocks at the levels of b below stop (an
 // ancestor of b, or nil for all of them).
