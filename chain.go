@@ -286,9 +286,9 @@ func (c *chain) read(p []byte) int {
 	return n
 }
 
-// readOnly is read for a chain of one block that p can take whole: one
-// copy, and the block goes straight back, as the chain's last block its
-// link is c.last, so it needs neither front's run nor a freer.
+// readOnly is read for a chain of one block whose bytes p takes whole:
+// one copy, and the block goes straight back. The block is also the
+// chain's last, so its link is c.last: no lookup, no run, no freer.
 func (c *chain) readOnly(p []byte) int {
 	blk, h := c.head, c.last
 	k := copy(p, c.pool.block(blk)[h.off:h.end])
