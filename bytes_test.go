@@ -1797,3 +1797,77 @@ func TestWriteToOneWritePerRun(t *testing.T) {
 	assert.Equal(t, data, got)
 	assert.Equal(t, len(data), c.Len())
 }
+
+// TestOneBlockShortCut covers the chain's short cut for a Bytes of one
+// block (writeBlock on an empty chain, readOnly): the bytes, the counts of
+// the pool and of a budget, the wipe of ZeroOnFree, and the free lists
+// afterwards, with the long paths around it (room in the last block, a
+// read that leaves bytes behind).
+func TestOneBlockShortCut(t *testing.T) {
+	const bs = 64
+	for _, zero := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ZeroOnFree=%v", zero), func(t *testing.T) {
+			p, err := New(Config{MaxMemory: 8 * bs, BlockSize: bs, ZeroOnFree: zero})
+			require.NoError(t, err)
+			checkNoLeak(t, p)
+			bg := p.NewBudget(2 * bs)
+			for _, tc := range []struct {
+				name   string
+				writes []int // sizes of the writes, into an empty Bytes
+				reads  []int // len(p) of the reads that follow
+				got    []int // what each read returns
+			}{
+				{"whole", []int{20}, []int{20, 1}, []int{20, 0}},
+				{"read into more", []int{20}, []int{bs}, []int{20}},
+				{"full block", []int{bs}, []int{bs}, []int{bs}},
+				{"rest after a short read", []int{20}, []int{5, bs}, []int{5, 15}},
+				{"into the room, then whole", []int{20, 30}, []int{bs}, []int{50}},
+				{"two blocks, then the last alone", []int{bs, 10}, []int{bs, 10}, []int{bs, 10}},
+			} {
+				for _, owner := range []string{"pool", "budget"} {
+					t.Run(tc.name+"/"+owner, func(t *testing.T) {
+						b := p.NewBytes(0)
+						if owner == "budget" {
+							b = bg.NewBytes(0)
+						}
+						defer b.Free()
+						var want []byte
+						for i, n := range tc.writes {
+							data := fill(n, byte(10*i+1))
+							writeAll(t, b, data)
+							want = append(want, data...)
+						}
+						blocks := (len(want) + bs - 1) / bs
+						assert.Equal(t, blocks, p.Stats().BlocksInUse)
+						if owner == "budget" {
+							assert.Equal(t, blocks, bg.Stats().BlocksInUse)
+						}
+						for i, n := range tc.reads {
+							buf := make([]byte, n)
+							k, err := b.Read(buf)
+							if tc.got[i] == 0 {
+								require.ErrorIs(t, err, io.EOF)
+							} else {
+								require.NoError(t, err)
+							}
+							require.Equal(t, tc.got[i], k, "read %d", i)
+							require.Equal(t, want[:k], buf[:k], "read %d", i)
+							want = want[k:]
+						}
+						assert.Equal(t, 0, b.Len())
+						assert.Equal(t, 0, p.Stats().BlocksInUse)
+						assert.Equal(t, 0, bg.Stats().BlocksInUse)
+						if zero {
+							for s := range p.shardMask + 1 {
+								if v := p.local[s].hot.Load(); v != 0 {
+									assert.Equal(t, make([]byte, bs), p.block(v-1), "hot block %d not wiped", v-1)
+								}
+							}
+						}
+					})
+				}
+			}
+			requireAllFree(t, p)
+		})
+	}
+}
