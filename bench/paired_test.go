@@ -49,8 +49,9 @@ import (
 //   - Pipe64MiB: bytespool and the spsc reference (see setupPipeSPSC)
 //     against the floor, and bytespool against spsc: what moving bytes
 //     between two goroutines costs, and what bytespool's pipe adds to it.
-//     Also bytespool against each pipe peer (condring, io-pipe, nio and
-//     ringbuffer), and condring against the floor.
+//     Also bytespool and spsc against each pipe peer (condring, io-pipe,
+//     nio and ringbuffer), and condring against the floor: where spsc
+//     misses the pipe-peer target, so would any pipe.
 //   - GC: collections with 256 MiB held in bytespool, and with only what
 //     the reclaim contract costs any design (the addcleanup peer), against
 //     collections with nothing held; bytespool against addcleanup; and
@@ -165,6 +166,12 @@ func BenchmarkPaired(b *testing.B) {
 		{"bytespool", "io-pipe"},
 		{"bytespool", "nio"},
 		{"bytespool", "ringbuffer"},
+		// The yardstick of that target: the spsc reference against each
+		// pipe peer. Where spsc misses it, so would any pipe.
+		{"spsc", "condring"},
+		{"spsc", "io-pipe"},
+		{"spsc", "nio"},
+		{"spsc", "ringbuffer"},
 	} {
 		b.Run(pairName("Pipe64MiB", pair[0], pair[1]), func(b *testing.B) {
 			src, dst := payload(pipeBound, 0), make([]byte, pipeBound)
