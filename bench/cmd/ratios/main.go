@@ -139,11 +139,11 @@ type target struct {
 }
 
 var targets = []target{
-	{"Stream2MiB", "floor", 1.05},
-	{"Stream2MiBParallel", "floor", 1.10},
-	{"Small1KiB", "syncpool-buffer", 1.20},
-	{"Small1KiBParallel", "syncpool-buffer", 1.50},
-	{"Pipe64MiB", "floor", 1.20},
+	{"Stream2MiB", "floor", 1.04},
+	{"Stream2MiBParallel", "floor", 1.06},
+	{"Small1KiB", "syncpool-buffer", 1.9},
+	{"Small1KiBParallel", "syncpool-buffer", 1.9},
+	{"Pipe64MiB", "floor", 2.0},
 	{"BlockGetPut", "syncpool", 1.00},
 	{"BlockGetPutParallel", "semaphore-syncpool", 0.50},
 	{"Latency", "p50", 5},
