@@ -13,21 +13,27 @@ import (
 const relayPerConn = 256 << 10
 
 func init() {
-	relayPeers = append([]relayPeer{{"bytespool", newBytespoolRelay}}, relayPeers...)
+	relayPeers = append([]relayPeer{
+		{"bytespool", func() relayConn { return newBytespoolRelay(blockSize) }},
+		{"bytespool-32k", func() relayConn { return newBytespoolRelay(32 << 10) }},
+	}, relayPeers...)
 }
 
 // newBytespoolRelay is examples/relay's copying, without its accept gate
 // and connection limit (the benchmark's 16 connections fit the pool many
-// times over): a pool of 100 MiB of 4 KiB blocks, a budget of
+// times over): a pool of 100 MiB of bs-byte blocks, a budget of
 // relayPerConn per connection, and per direction a pipe of it that the
 // source is read into (PipeWriter.ReadFrom) and the destination written
-// from (PipeReader.WriteTo, one writev per batch).
-func newBytespoolRelay() relayConn {
-	pool := bytespool.NewBytesPool(poolMemory, blockSize)
+// from (PipeReader.WriteTo, one writev per batch). ReadFrom reads at most
+// to the end of a block per call, so bs sets how much a read can bring:
+// peer bytespool has examples/relay's 4 KiB blocks, bytespool-32k blocks
+// as large as copybuffer's buffer.
+func newBytespoolRelay(bs int) relayConn {
+	pool := bytespool.NewBytesPool(poolMemory, bs)
 	return func() func(dst, src *net.TCPConn) error {
 		budget := pool.NewBudget(relayPerConn)
 		return func(dst, src *net.TCPConn) error {
-			pr, pw := budget.NewPipe(relayPerConn/2 - blockSize)
+			pr, pw := budget.NewPipe(relayPerConn/2 - bs)
 			readErr := make(chan error, 1)
 			go func() {
 				_, err := pw.ReadFrom(src)
