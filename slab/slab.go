@@ -101,9 +101,13 @@ type Arena struct {
 	region []byte
 
 	// slabs[k] is slab k, nil until published by grow under mu. Each entry
-	// is written once, before avail is raised to cover its blocks; Block
-	// loads it without a lock. Free clears them all.
-	slabs [maxSlabs]atomic.Pointer[[]byte]
+	// is written once, before the atomic store that raises avail to cover
+	// its blocks, and read without a lock only for blocks carved, so
+	// after a load of avail that saw it raised: the store and that load
+	// order the write before every read. Free clears them all. Plain
+	// slice headers, not pointers to them, so that a slab costs the
+	// garbage collector no object of its own.
+	slabs [maxSlabs][]byte
 
 	_ [cacheline.Size]byte
 
@@ -297,7 +301,7 @@ func (a *Arena) grow(n uint64) error {
 		}
 		a.reserved.Add(int64(size))
 	}
-	a.slabs[k].Store(&s)
+	a.slabs[k] = s
 	// Publish the slab before its blocks. A goroutine that carves a block
 	// of slab k has loaded this value of avail, and atomics are sequentially
 	// consistent in Go, so the store to slabs[k] happens before its Block,
@@ -338,7 +342,7 @@ func (a *Arena) Block(i uint32) []byte {
 	k, j := a.Locate(i)
 	// Cannot overflow: the blocks of a slab fit in an int number of bytes.
 	o := j * a.blockSize
-	return (*a.slabs[k].Load())[o:][:a.blockSize:a.blockSize]
+	return a.slabs[k][o:][:a.blockSize:a.blockSize]
 }
 
 // Slab returns the memory of slab k: its blocks back to back, block pos of
@@ -347,7 +351,7 @@ func (a *Arena) Block(i uint32) []byte {
 // capacity are SlabBlocks(k)*BlockSize. k must be the slab of a carved
 // block; Slab may panic otherwise. Slab takes no lock.
 func (a *Arena) Slab(k int) []byte {
-	return *a.slabs[k].Load()
+	return a.slabs[k]
 }
 
 // SlabOf returns the index of the slab that holds block i, or will hold it
@@ -465,10 +469,11 @@ func (a *Arena) Free() {
 		unreserve(a.region)
 		a.region = nil
 	}
-	for k := range a.slabs {
-		if s := a.slabs[k].Swap(nil); s != nil && !views {
-			unreserve(*s)
+	for k, s := range a.slabs {
+		if s != nil && !views {
+			unreserve(s)
 		}
+		a.slabs[k] = nil
 	}
 	a.reserved.Store(0)
 }
