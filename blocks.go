@@ -270,9 +270,14 @@ type shardLocal struct {
 // objects per Bytes (its header, its state and its cleanup).
 //
 // The rings are values in the same heap object as the rest, and their
-// slots and the links share one pointer-free array (see newSlabLists):
-// the collector marks every live heap object at every cycle, and a slab
-// costs it two, one of them to scan, however many shards the pool has.
+// slots and the links share one pointer-free array from the arena's Meta,
+// outside the Go heap where the arena is (see newSlabLists): the collector
+// marks every live heap object at every cycle, and scans the pointerful
+// ones, and a slab costs it one object, however many shards the pool has
+// (two where the arena is on the heap). The pointers into that array, in
+// the slabLists and in the chains that hold the slab's blocks, are all
+// dropped before the pool is unreachable, and the arena unmaps it only
+// after (see slab.Arena.Meta).
 type slabLists struct {
 	rings   []ring.Ring // len == shards; points into the object that holds sl
 	links   []link
@@ -280,11 +285,18 @@ type slabLists struct {
 	runBits uint   // runBits <= maxRunBits; a run has at most 1<<runBits blocks
 }
 
-// newSlabLists returns the lists of a slab of n blocks, with empty rings,
-// in two heap objects: one with the rings, the other one pointer-free
-// array with their slots and the links. shards is a power of two, at most
-// maxShards.
-func newSlabLists(n, shards int) *slabLists {
+// slabListsWords returns the words of memory that the rings' slots and
+// the links of a slab of n blocks take, in a pool of the given shards.
+func slabListsWords(n, shards int) int {
+	// A link takes 12 bytes: 3 words for every 2 blocks.
+	return shards*ring.Slots(n) + (3*n+1)/2
+}
+
+// newSlabLists returns the lists of a slab of n blocks, with empty rings:
+// a heap object with the rings, and buf, of slabListsWords(n, shards)
+// words, with their slots and the links. shards is a power of two, at
+// most maxShards.
+func newSlabLists(n, shards int, buf []uint64) *slabLists {
 	var sl *slabLists
 	switch shards {
 	case 1:
@@ -316,10 +328,8 @@ func newSlabLists(n, shards int) *slabLists {
 		o.slabLists.rings = o.rings[:shards]
 		sl = &o.slabLists
 	}
-	// The slots of each ring, then the links, which need 12 bytes a
-	// block: 3 words for every 2 blocks.
+	// The slots of each ring, then the links.
 	m := ring.Slots(n)
-	buf := make([]uint64, shards*m+(3*n+1)/2)
 	for s := range sl.rings {
 		sl.rings[s].InitIn(buf[s*m : (s+1)*m : (s+1)*m])
 	}
@@ -600,7 +610,16 @@ func (a *allocator) addSlab(k int) {
 		return
 	}
 	n := a.arena.SlabBlocks(k)
-	sl := newSlabLists(n, a.shardMask+1)
+	shards := a.shardMask + 1
+	words := slabListsWords(n, shards)
+	buf, err := a.arena.Meta(words)
+	if err != nil {
+		// The system refused a mapping for bookkeeping whose slab it
+		// has mapped: the heap will do, at some cost to each garbage
+		// collection, rather than fail a write that has its blocks.
+		buf = make([]uint64, words)
+	}
+	sl := newSlabLists(n, shards, buf)
 	for i := range k {
 		sl.first += uint32(a.arena.SlabBlocks(i))
 	}

@@ -125,8 +125,9 @@ type Arena struct {
 	// the region, or the sum of its slabs.
 	reserved atomic.Int64
 
-	mu    sync.Mutex // serializes grow and Free
+	mu    sync.Mutex // serializes grow, Meta and Free
 	freed bool       // under mu: Free has run
+	meta  [][]byte   // under mu: the mappings Meta made, for Free
 
 	// Keeps the next heap object off carved's cache line.
 	_ [cacheline.Size]byte
@@ -400,6 +401,37 @@ func (a *Arena) Slabs() int {
 	return a.SlabOf(uint32(avail-1)) + 1
 }
 
+// Meta returns n > 0 zeroed words of memory for the caller's bookkeeping
+// of the arena's blocks, such as free lists and per-block links, which
+// must hold no pointers into the Go heap. Where [Mapped] is true it is
+// mapped from the system as the blocks are, outside the Go heap, so that
+// the garbage collector neither marks nor scans it at its cycles, and Free
+// gives it back with the blocks: like them, it must not be touched after
+// Free, and pointers to it must be dropped first, lest the address be
+// reused. Elsewhere it is a []uint64 on the Go heap, pointer-free, which
+// the collector marks but never scans. It is not counted in Reserved.
+//
+// The error wraps [ErrNoMemory] if the memory was refused. Meta panics
+// after Free.
+func (a *Arena) Meta(n int) ([]uint64, error) {
+	if n < 1 {
+		panic(fmt.Sprintf("slab: Meta: n must be positive, got %d", n))
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.freed {
+		panic("slab: arena used after Free")
+	}
+	words, mem, err := reserveWords(n)
+	if err != nil {
+		return nil, err
+	}
+	if mem != nil {
+		a.meta = append(a.meta, mem)
+	}
+	return words, nil
+}
+
 // Reserved returns the number of bytes of memory the arena holds from its
 // backend: where [Mapped] is true, the address space mapped (all of it from
 // New for a limited arena, slab by slab for an unlimited one), of which only
@@ -441,9 +473,10 @@ func (a *Arena) Release(first uint32, n int) int {
 	return released
 }
 
-// Free gives all the arena's memory back: it unmaps it where [Mapped] is
-// true, and otherwise drops the arena's references to it, for the garbage
-// collector to take. A second Free does nothing.
+// Free gives all the arena's memory back, that of Meta included: it
+// unmaps it where [Mapped] is true, and otherwise drops the arena's
+// references to it, for the garbage collector to take. A second Free does
+// nothing.
 //
 // After Free the arena must not be used: no method but Free may be called,
 // and no block or slab obtained before may be touched, by any goroutine.
@@ -475,5 +508,10 @@ func (a *Arena) Free() {
 		}
 		a.slabs[k] = nil
 	}
+	for i, mem := range a.meta {
+		unreserve(mem)
+		a.meta[i] = nil
+	}
+	a.meta = nil
 	a.reserved.Store(0)
 }
