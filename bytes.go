@@ -105,7 +105,8 @@ func (st *state) rareLocked() *stateRare {
 }
 
 // madeAt returns the stack of NewBytes' caller, recorded in Debug mode
-// only. Called with mu held.
+// only. A Debug header records it before it is shared and is never
+// reissued, so madeAt needs no lock.
 func (st *state) madeAt() []uintptr {
 	if st.rare == nil {
 		return nil
