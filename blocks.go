@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"sync"
 	"time"
+	"unsafe"
 
 	"go.uber.org/atomic"
 
@@ -267,11 +268,74 @@ type shardLocal struct {
 // Bytes, means a Bytes holds no memory of its own that grows with its
 // data: whatever it holds, the garbage collector sees the same few small
 // objects per Bytes (its header, its state and its cleanup).
+//
+// The rings are values in the same heap object as the rest, and their
+// slots and the links share one pointer-free array from the arena's Meta,
+// outside the Go heap where the arena is (see newSlabLists): the collector
+// marks every live heap object at every cycle, and scans the pointerful
+// ones, and a slab costs it one object, however many shards the pool has
+// (two where the arena is on the heap). The pointers into that array, in
+// the slabLists and in the chains that hold the slab's blocks, are all
+// dropped before the pool is unreachable, and the arena unmaps it only
+// after (see slab.Arena.Meta).
 type slabLists struct {
-	rings   []*ring.Ring
+	rings   []ring.Ring // len == shards; points into the object that holds sl
 	links   []link
 	first   uint32 // the index of the slab's first block
 	runBits uint   // runBits <= maxRunBits; a run has at most 1<<runBits blocks
+}
+
+// slabListsWords returns the words of memory that the rings' slots and
+// the links of a slab of n blocks take, in a pool of the given shards.
+func slabListsWords(n, shards int) int {
+	// A link takes 12 bytes: 3 words for every 2 blocks.
+	return shards*ring.Slots(n) + (3*n+1)/2
+}
+
+// newSlabLists returns the lists of a slab of n blocks, with empty rings:
+// a heap object with the rings, and buf, of slabListsWords(n, shards)
+// words, with their slots and the links. shards is a power of two, at
+// most maxShards.
+func newSlabLists(n, shards int, buf []uint64) *slabLists {
+	var sl *slabLists
+	switch shards {
+	case 1:
+		o := new(struct {
+			slabLists
+			rings [1]ring.Ring
+		})
+		o.slabLists.rings = o.rings[:]
+		sl = &o.slabLists
+	case 2:
+		o := new(struct {
+			slabLists
+			rings [2]ring.Ring
+		})
+		o.slabLists.rings = o.rings[:]
+		sl = &o.slabLists
+	case 4:
+		o := new(struct {
+			slabLists
+			rings [4]ring.Ring
+		})
+		o.slabLists.rings = o.rings[:]
+		sl = &o.slabLists
+	default:
+		o := new(struct {
+			slabLists
+			rings [maxShards]ring.Ring
+		})
+		o.slabLists.rings = o.rings[:shards]
+		sl = &o.slabLists
+	}
+	// The slots of each ring, then the links.
+	m := ring.Slots(n)
+	for s := range sl.rings {
+		sl.rings[s].InitIn(buf[s*m : (s+1)*m : (s+1)*m])
+	}
+	// A link is three uint32s, which the words of buf align.
+	sl.links = unsafe.Slice((*link)(unsafe.Pointer(&buf[shards*m])), n)
+	return sl
 }
 
 // maxRunBits bounds the length of a run in a ring entry to 16 blocks, the
@@ -382,7 +446,8 @@ func (a *allocator) trim() int {
 	var es [64]uint32
 	for k := range int(a.nslabs.Load()) {
 		sl := a.slabs[k].Load()
-		for _, r := range sl.rings {
+		for s := range sl.rings {
+			r := &sl.rings[s]
 			// Each entry that was in the ring when Trim came is taken
 			// once; those pushed meanwhile may be taken instead, which
 			// only changes which free runs are trimmed.
@@ -545,17 +610,20 @@ func (a *allocator) addSlab(k int) {
 		return
 	}
 	n := a.arena.SlabBlocks(k)
-	sl := &slabLists{
-		rings: make([]*ring.Ring, a.shardMask+1),
-		links: make([]link, n),
+	shards := a.shardMask + 1
+	words := slabListsWords(n, shards)
+	buf, err := a.arena.Meta(words)
+	if err != nil {
+		// The system refused a mapping for bookkeeping whose slab it
+		// has mapped: the heap will do, at some cost to each garbage
+		// collection, rather than fail a write that has its blocks.
+		buf = make([]uint64, words)
 	}
+	sl := newSlabLists(n, shards, buf)
 	for i := range k {
 		sl.first += uint32(a.arena.SlabBlocks(i))
 	}
 	sl.runBits = runBitsFor(sl.first + uint32(n-1))
-	for s := range sl.rings {
-		sl.rings[s] = ring.New(n)
-	}
 	a.slabs[k].Store(sl)
 	if int32(k+1) > a.nslabs.Load() {
 		a.nslabs.Store(int32(k + 1))
@@ -596,7 +664,7 @@ func (a *allocator) putRuns(runs []blockRun, shard int) {
 		for r.n > 0 {
 			if sl == nil || r.first-sl.first >= uint32(len(sl.links)) {
 				if m > 0 {
-					pushAll(sl.rings[shard], es[:m])
+					pushAll(&sl.rings[shard], es[:m])
 					m = 0
 				}
 				sl = a.slabs[a.arena.SlabOf(r.first)].Load()
@@ -604,7 +672,7 @@ func (a *allocator) putRuns(runs []blockRun, shard int) {
 			n := min(r.n, 1<<sl.runBits, sl.first+uint32(len(sl.links))-r.first)
 			es[m] = sl.entry(r.first, int(n))
 			if m++; m == len(es) {
-				pushAll(sl.rings[shard], es[:m])
+				pushAll(&sl.rings[shard], es[:m])
 				m = 0
 			}
 			r.first += n
@@ -612,7 +680,7 @@ func (a *allocator) putRuns(runs []blockRun, shard int) {
 		}
 	}
 	if m > 0 {
-		pushAll(sl.rings[shard], es[:m])
+		pushAll(&sl.rings[shard], es[:m])
 	}
 }
 
@@ -641,7 +709,7 @@ func (sl *slabLists) expand(s int, dst []uint32, n, items int) int {
 		i, m := sl.run(*last)
 		k := m - (items - len(dst))
 		rest := [1]uint32{sl.entry(i+uint32(k), m-k)}
-		pushAll(sl.rings[s], rest[:])
+		pushAll(&sl.rings[s], rest[:])
 		*last, items = sl.entry(i, k), len(dst)
 	}
 	// Last first: the blocks of entry e go to dst[e] or later, so they

@@ -48,37 +48,70 @@ type Bytes struct {
 // reissued, when it locks mu again, so it takes the pool before it unlocks
 // (see waitBlocks).
 type state struct {
+	// The pointers come first and are few, and what only some Bytes use
+	// is behind rare: the collector scans every live state at every
+	// cycle, so its cost grows with the state's size and pointer words,
+	// and a pool that holds its data in many Bytes pays it for each.
+	rare *stateRare // nil until a Bytes needs it (see rareLocked); kept when the header is reissued
+	c    chain
+
 	mu     sync.Mutex
-	c      chain
-	maxLen int  // 0 = bounded by the pool only
-	closed bool // set by Free; cleared by NewBytes when the header is reissued
-	debug  bool // made by a pool with Config.Debug: never reissued; set once, before the header is shared
+	maxLen int // 0 = bounded by the pool only
+
+	pending int // bytes promised to calls that wait or read with mu unlocked
+
+	id uint64 // orders the locks of two states (see handTo)
 
 	// gen is bumped by every Free. A call that unlocks mu (to wait for
 	// blocks, or to call a reader or writer) compares it afterwards, so
 	// that it never touches the data of the header's next owner.
 	gen uint32
 
-	pending int // bytes promised to calls that wait or read with mu unlocked
-	waiting int // writers queued in the pool's semaphore for this Bytes
-
-	scratch *writeToScratch // WriteTo's buffers, borrowed while in use
-
-	// writingTo is set while a WriteTo holds the turn (see takeTurn);
-	// turnFree is woken when it gives the turn back, or when Free
-	// takes it away.
-	writingTo bool
-	turnFree  park.Event
-
-	id uint64 // orders the locks of two states (see handTo)
-
 	uses uint32 // how many times NewBytes has issued this header (see shardRecheck)
 
-	probe *[probeSize]byte // ReadFrom's small buffer, borrowed while in use
+	waiting int32 // writers queued in the pool's semaphore for this Bytes
+
+	closed bool // set by Free; cleared by NewBytes when the header is reissued
+	debug  bool // made by a pool with Config.Debug: never reissued; set once, before the header is shared
+
+	// writingTo is set while a WriteTo holds the turn (see takeTurn);
+	// rare.turnFree is woken when it gives the turn back, or when Free
+	// takes it away.
+	writingTo bool
+}
+
+// stateRare is the part of a state that only some Bytes use: those that
+// WriteTo or ReadFrom, and those of a pool with Config.Debug. Its fields
+// are guarded by the state's mu, and the state's rare pointer, once set
+// (under mu), stays.
+type stateRare struct {
+	turnFree park.Event // see state.writingTo
+
+	scratch *writeToScratch  // WriteTo's buffers, borrowed while in use
+	probe   *[probeSize]byte // ReadFrom's small buffer, borrowed while in use
 
 	// In Debug mode only: the stacks of NewBytes' caller and of the
 	// first Free's caller (see callers).
 	made, freedAt []uintptr
+}
+
+// rareLocked returns st.rare, made first if st has none. Called with mu
+// held, or before the state is shared.
+func (st *state) rareLocked() *stateRare {
+	if st.rare == nil {
+		st.rare = new(stateRare)
+	}
+	return st.rare
+}
+
+// madeAt returns the stack of NewBytes' caller, recorded in Debug mode
+// only. A Debug header records it before it is shared and is never
+// reissued, so madeAt needs no lock.
+func (st *state) madeAt() []uintptr {
+	if st.rare == nil {
+		return nil
+	}
+	return st.rare.made
 }
 
 // lastStateID is the id of the last state made.
@@ -112,7 +145,7 @@ func (p *BytesPool) newBytes(maxLen int, bg *Budget) *Bytes {
 	if p.obs.debug {
 		b = p.newHeader() // never a reissued header: a freed one stays freed
 		b.st.debug = true
-		b.st.made = callers(1) // from NewBytes' caller on
+		b.st.rareLocked().made = callers(1) // from NewBytes' caller on
 	} else if b, _ = p.headers.Get().(*Bytes); b == nil {
 		b = p.newHeader()
 	}
@@ -161,7 +194,7 @@ func (st *state) reclaim() {
 	st.closeLocked()
 	st.mu.Unlock()
 	p.pressed()
-	p.reportLeak(l, st.made)
+	p.reportLeak(l, st.madeAt())
 }
 
 // closeLocked frees everything a live Bytes holds and marks it closed,
@@ -178,8 +211,8 @@ func (st *state) closeLocked() {
 		st.c.budget.abort(st, ErrClosed)
 	}
 	if st.writingTo {
-		st.writingTo = false // the WriteTo in flight frees its own
-		st.turnFree.Wake()   // and those waiting for the turn return ErrClosed
+		st.writingTo = false    // the WriteTo in flight frees its own
+		st.rare.turnFree.Wake() // and those waiting for the turn return ErrClosed
 	}
 	st.c.pool, st.c.budget, st.c.blockList = nil, nil, blockList{} // the pointers into the pool (see state)
 }
@@ -220,7 +253,7 @@ func (b *Bytes) free(method string) bool {
 	}
 	p := st.c.pool
 	if st.debug {
-		st.freedAt = callers(1) // from Free's or Close's caller on
+		st.rare.freedAt = callers(1) // from Free's or Close's caller on
 	}
 	st.closeLocked()
 	st.mu.Unlock()
@@ -596,8 +629,10 @@ func (b *Bytes) ReadFromContext(ctx context.Context, r io.Reader) (int64, error)
 		return 0, ErrClosed
 	}
 	gen, p, bg := st.gen, c.pool, c.budget
-	probe := st.probe // borrowed; concurrent ReadFroms of b make their own
-	st.probe = nil
+	var probe *[probeSize]byte // borrowed; concurrent ReadFroms of b make their own
+	if st.rare != nil {
+		probe, st.rare.probe = st.rare.probe, nil
+	}
 	if probe == nil {
 		probe = new([probeSize]byte)
 	}
@@ -696,7 +731,7 @@ loop:
 	if p.zero {
 		clear(probe[:]) // it held the source's bytes
 	}
-	st.probe = probe
+	st.rareLocked().probe = probe
 	st.mu.Unlock()
 	p.pressed()
 	runtime.KeepAlive(b)
@@ -834,13 +869,14 @@ func (b *Bytes) WriteTo(w io.Writer) (int64, error) {
 	}
 	pool := st.c.pool
 	gen0 := st.gen
+	st.rareLocked() // for the turn and the scratch
 	err := st.takeTurn()
 	for err == nil && !(dst == b && total > 0) {
 		if c.n == 0 {
 			break
 		}
 		gen, p, bg := st.gen, c.pool, c.budget
-		sc := takeScratch(&st.scratch)
+		sc := takeScratch(&st.rare.scratch)
 		c.detachTo(sc)
 		n, left, werr := st.writeDetached(w, dst, sc, p, bg, gen)
 		total += n
@@ -867,6 +903,7 @@ func (b *Bytes) WriteTo(w io.Writer) (int64, error) {
 // reissued the header and be writing its other fields without mu.
 func (st *state) takeTurn() error {
 	gen := st.gen
+	turnFree := &st.rare.turnFree // WriteTo made rare
 	for {
 		switch {
 		case st.gen != gen || st.closed:
@@ -876,9 +913,9 @@ func (st *state) takeTurn() error {
 			return nil
 		}
 		// The holder clears writingTo under mu, then wakes us.
-		seq := st.turnFree.Prepare()
+		seq := turnFree.Prepare()
 		st.mu.Unlock()
-		st.turnFree.Wait(context.Background(), seq)
+		turnFree.Wait(context.Background(), seq)
 		st.mu.Lock()
 	}
 }
@@ -890,7 +927,7 @@ func (st *state) takeTurn() error {
 func (st *state) giveTurn(gen uint32) {
 	if st.gen == gen {
 		st.writingTo = false
-		st.turnFree.Wake()
+		st.rare.turnFree.Wake()
 	}
 }
 
@@ -909,7 +946,7 @@ func (st *state) writeDetached(w io.Writer, dst *Bytes, sc *writeToScratch, p *B
 			if err != nil {
 				left = st.c.settle(p, bg, sc, 0, st.gen == gen)
 			}
-			st.scratch = sc
+			st.rare.scratch = sc
 			return n, left, err
 		}
 	}
@@ -919,7 +956,7 @@ func (st *state) writeDetached(w io.Writer, dst *Bytes, sc *writeToScratch, p *B
 		if !done {
 			st.mu.Lock()
 			st.c.settle(p, bg, sc, 0, st.gen == gen)
-			st.scratch = sc
+			st.rare.scratch = sc
 			st.giveTurn(gen)
 			st.mu.Unlock()
 		}
@@ -928,7 +965,7 @@ func (st *state) writeDetached(w io.Writer, dst *Bytes, sc *writeToScratch, p *B
 	done = true
 	st.mu.Lock()
 	left = st.c.settle(p, bg, sc, n, st.gen == gen)
-	st.scratch = sc
+	st.rare.scratch = sc
 	return n, left, err
 }
 

@@ -874,7 +874,8 @@ func TestForgottenBytesReclaimedAfterGC(t *testing.T) {
 
 // usePool makes a pool of 16 blocks of 64 bytes and runs use on it. It
 // returns a func that reports whether the pool is gone, and with it the
-// links of its blocks, which a chain points into; the caller holds no
+// lists of its slab, whose links a chain points into (they are in the
+// heap only where the arena is: see slab.Arena.Meta); the caller holds no
 // reference to either.
 //
 //go:noinline
@@ -883,11 +884,15 @@ func usePool(t *testing.T, use func(*testing.T, *BytesPool)) (gone func() bool) 
 	require.NoError(t, err)
 	use(t, p)
 	wp := weak.Make(p)
-	var wl weak.Pointer[link] // none if use carved no block: slabs' lists come with their first block
+	var wl weak.Pointer[slabLists] // none if use carved no block: slabs' lists come with their first block
+	var wm weak.Pointer[link]      // the links, where they are on the heap
 	if sl := p.slabs[0].Load(); sl != nil {
-		wl = weak.Make(&sl.links[0])
+		wl = weak.Make(sl)
+		if !slab.Mapped {
+			wm = weak.Make(&sl.links[0])
+		}
 	}
-	return func() bool { return wp.Value() == nil && wl.Value() == nil }
+	return func() bool { return wp.Value() == nil && wl.Value() == nil && wm.Value() == nil }
 }
 
 // TestPoolCollectedOnceUnreachable checks that a pool nobody refers to any

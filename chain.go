@@ -20,8 +20,8 @@ type link struct {
 // them up anyway, and are small enough to inline into the loops that call
 // them once per block.
 type blockList struct {
+	last       *link // first: the pointer of a state leads it (see state)
 	head, tail uint32
-	last       *link
 	blocks     int
 }
 
@@ -77,11 +77,12 @@ func (l *blockList) pushBack(back blockList) {
 //   - each block is in at most one chain, live or detached (see detachTo),
 //     and a block in a chain is written only through that chain's room.
 type chain struct {
+	// The pointers first (see state).
 	pool   *BytesPool // nil while the Bytes is free (see state)
 	budget *Budget    // the budget its blocks count against; nil for a Bytes of the pool alone, and while the Bytes is free
-	shard  int        // the home shard of the pool's free rings (see allocator.slabs)
 	blockList
-	n int
+	shard int // the home shard of the pool's free rings (see allocator.slabs)
+	n     int
 
 	// outBytes and outBlocks count what a WriteTo has detached and is
 	// writing with the lock released. Those bytes have left the chain

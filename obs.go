@@ -113,7 +113,7 @@ func (st *state) usedFreed(method string) {
 	if !st.debug {
 		return
 	}
-	msg := fmt.Sprintf("bytespool: Bytes.%s after Free (Config.Debug); the first Free was at:\n%s", method, formatStack(st.freedAt))
+	msg := fmt.Sprintf("bytespool: Bytes.%s after Free (Config.Debug); the first Free was at:\n%s", method, formatStack(st.rare.freedAt))
 	st.mu.Unlock()
 	panic(msg)
 }

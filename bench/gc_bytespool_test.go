@@ -14,6 +14,16 @@ func init() {
 
 // holdBytespool holds the data in 256 Bytes of 1 MiB each, from a pool
 // capped at exactly 256 MiB.
+//
+// release frees the Bytes and trims the pool before it drops it, so that
+// the pool's memory has gone back to the system when release returns. The
+// pool itself would unmap it only from its cleanup, after the collection
+// that finds it unreachable, on the runtime's cleanup goroutine: the
+// kernel's work of freeing 256 MiB of resident pages, some tens of
+// milliseconds, would then run while the next peer or pair side is
+// measured, as the heap's freed memory would if the GC pairs did not call
+// debug.FreeOSMemory (see BenchmarkPaired). Unmapping pages that are no
+// longer resident costs next to nothing.
 func holdBytespool(b *testing.B) func() {
 	const each = 1 << 20
 	p := bytespool.NewBytesPool(gcHeld, blockSize)
@@ -30,6 +40,7 @@ func holdBytespool(b *testing.B) func() {
 			buf.Free()
 		}
 		clear(held)
+		p.Trim()
 	}
 }
 

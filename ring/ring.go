@@ -19,6 +19,7 @@ package ring
 import (
 	"fmt"
 	"math/bits"
+	"unsafe"
 
 	"go.uber.org/atomic"
 
@@ -26,8 +27,8 @@ import (
 )
 
 // A Ring is a bounded MPMC FIFO queue of uint32 values.
-// A Ring must be created with New; the zero value is not usable.
-// A Ring must not be copied after first use.
+// A Ring must be created with New, or made with Init; the zero value is
+// not usable. A Ring must not be copied after first use.
 //
 // Each padding field is a whole cache line rather than the remainder of
 // one, because a heap object is only guaranteed 8-byte alignment: with a
@@ -68,6 +69,9 @@ type slot struct {
 	word atomic.Uint64
 }
 
+// A slot is one word, so that InitIn can use a []uint64 as slots.
+var _ [0]struct{} = [unsafe.Sizeof(slot{}) - 8]struct{}{}
+
 // pack returns the slot word for value v pushed at position pos.
 func pack(pos uint64, v uint32) uint64 { return uint64(uint32(pos))<<32 | uint64(v) }
 
@@ -77,19 +81,64 @@ func New(capacity int) *Ring {
 	return newAt(capacity, 0)
 }
 
+// Init makes r, a zero Ring that no one uses yet, an empty Ring that
+// holds up to capacity values, as New does: for Rings kept by value, in an
+// array or in a larger object, which costs the garbage collector one
+// object fewer per Ring than New. It panics unless 1 <= capacity <= 1<<31.
+func (r *Ring) Init(capacity int) { r.initAt(capacity, 0) }
+
+// Slots returns the number of words of memory a Ring of the given
+// capacity keeps its values in: the capacity rounded up to a power of
+// two. It panics unless 1 <= capacity <= 1<<31.
+func Slots(capacity int) int {
+	checkCapacity(capacity)
+	return 1 << bits.Len64(uint64(capacity-1))
+}
+
+// InitIn is Init for a Ring that keeps its values in buf, whose length is
+// the Ring's capacity: a power of two, at most 1<<31 (see Slots). buf must
+// be 8-byte aligned, as a []uint64 that make returned, and any part of it
+// that starts a whole number of words in, are. The Ring owns buf from then
+// on: nothing else may touch it. A caller that keeps several pointer-free arrays together in
+// one allocation, as a pool keeps a slab's rings and links, costs the
+// garbage collector one object instead of one per array. It panics if
+// len(buf) is not such a power of two.
+func (r *Ring) InitIn(buf []uint64) {
+	n := len(buf)
+	if n < 1 || int64(n) > 1<<31 || n&(n-1) != 0 {
+		panic(fmt.Sprintf("ring: InitIn: the buffer's length must be a power of two between 1 and 1<<31, got %d", n))
+	}
+	r.init(unsafe.Slice((*slot)(unsafe.Pointer(unsafe.SliceData(buf))), n), 0)
+}
+
 // newAt is New with head and tail starting at position start instead of 0,
 // so tests can run the Ring across the wraparound of its counters.
 func newAt(capacity int, start uint64) *Ring {
+	r := new(Ring)
+	r.initAt(capacity, start)
+	return r
+}
+
+// initAt is Init with head and tail starting at position start.
+func (r *Ring) initAt(capacity int, start uint64) {
+	r.init(make([]slot, Slots(capacity)), start)
+}
+
+// checkCapacity panics unless 1 <= capacity <= 1<<31.
+func checkCapacity(capacity int) {
 	// The int64 conversion keeps the bound check compiling where int is
 	// 32 bits.
 	if capacity < 1 || int64(capacity) > 1<<31 {
 		panic(fmt.Sprintf("ring: capacity must be between 1 and 1<<31, got %d", capacity))
 	}
-	n := uint64(1) << bits.Len64(uint64(capacity-1))
-	r := &Ring{
-		mask:  n - 1,
-		slots: make([]slot, n),
-	}
+}
+
+// init makes r an empty Ring over slots, whose length is a power of two,
+// with head and tail at position start.
+func (r *Ring) init(slots []slot, start uint64) {
+	n := uint64(len(slots))
+	r.mask = n - 1
+	r.slots = slots
 	// Each slot starts out holding the position one lap before the first
 	// one it serves, which Pop reads as "not pushed yet".
 	for i := uint64(0); i < n; i++ {
@@ -99,7 +148,6 @@ func newAt(capacity int, start uint64) *Ring {
 	r.head.Store(start)
 	r.tail.Store(start)
 	r.seenHead.Store(start)
-	return r
 }
 
 // The algorithm.

@@ -38,6 +38,45 @@ func TestNewRoundsUp(t *testing.T) {
 	}
 }
 
+// TestInitIn checks that Rings made in place, by Init and over a buffer by
+// InitIn, work as New's do, that InitIn uses the buffer given, and that it
+// refuses a length that is not a power of two.
+func TestInitIn(t *testing.T) {
+	assert.Equal(t, 1, Slots(1))
+	assert.Equal(t, 8, Slots(5))
+	assert.Equal(t, 1024, Slots(1000))
+	require.Panics(t, func() { Slots(0) })
+
+	var rings [3]Ring
+	rings[0].Init(5)
+	buf := make([]uint64, 16)
+	rings[1].InitIn(buf[:8:8])
+	rings[2].InitIn(buf[8:])
+	for i := range rings {
+		r := &rings[i]
+		require.Equal(t, 8, r.Cap())
+		for v := range uint32(8) {
+			require.True(t, r.Push(v+uint32(10*i)))
+		}
+		require.False(t, r.Push(99), "full")
+	}
+	assert.NotZero(t, buf[7], "the second ring's values are in the first half of buf")
+	assert.NotZero(t, buf[15], "the third's in the second")
+	for i := range rings {
+		for v := range uint32(8) {
+			got, ok := rings[i].Pop()
+			require.True(t, ok)
+			require.Equal(t, v+uint32(10*i), got, "FIFO")
+		}
+		_, ok := rings[i].Pop()
+		require.False(t, ok, "empty")
+	}
+	for _, n := range []int{0, 3, 6} {
+		var r Ring
+		require.Panics(t, func() { r.InitIn(make([]uint64, n)) }, "len %d", n)
+	}
+}
+
 // TestLayout checks what the Ring's comments promise about field layout:
 // 64-bit alignment of every atomic (needed on 32-bit platforms) and a
 // full cache line between the hot fields.

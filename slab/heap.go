@@ -49,6 +49,15 @@ func reserve(size int) (mem []byte, err error) {
 	return make([]byte, size), nil
 }
 
+// reserveWords allocates n > 0 zeroed words on the Go heap, for Meta, with
+// nothing to give to unreserve.
+func reserveWords(n int) (words []uint64, mem []byte, err error) {
+	if n > maxReserve/8 {
+		return nil, nil, fmt.Errorf("%w: reserving %d words: %w", ErrNoMemory, n, errTooLarge)
+	}
+	return make([]uint64, n), nil, nil
+}
+
 // unreserve does nothing: the garbage collector takes mem once the arena
 // drops it.
 func unreserve([]byte) {}

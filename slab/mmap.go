@@ -41,6 +41,19 @@ func reserve(size int) ([]byte, error) {
 	return mem, nil
 }
 
+// reserveWords maps n > 0 zeroed words, for Meta: the words, and the
+// mapping to give to unreserve.
+func reserveWords(n int) (words []uint64, mem []byte, err error) {
+	if n > maxReserve/8 {
+		return nil, nil, fmt.Errorf("%w: reserving %d words: %w", ErrNoMemory, n, errTooLarge)
+	}
+	if mem, err = reserve(n * 8); err != nil {
+		return nil, nil, err
+	}
+	// A mapping starts on a page, so its words are aligned.
+	return unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(mem))), n), mem, nil
+}
+
 // unreserve unmaps mem, as returned by reserve. It panics if the system
 // refuses, which only a mem that reserve did not return can cause.
 func unreserve(mem []byte) {

@@ -101,9 +101,13 @@ type Arena struct {
 	region []byte
 
 	// slabs[k] is slab k, nil until published by grow under mu. Each entry
-	// is written once, before avail is raised to cover its blocks; Block
-	// loads it without a lock. Free clears them all.
-	slabs [maxSlabs]atomic.Pointer[[]byte]
+	// is written once, before the atomic store that raises avail to cover
+	// its blocks, and read without a lock only for blocks carved, so
+	// after a load of avail that saw it raised: the store and that load
+	// order the write before every read. Free clears them all. Plain
+	// slice headers, not pointers to them, so that a slab costs the
+	// garbage collector no object of its own.
+	slabs [maxSlabs][]byte
 
 	_ [cacheline.Size]byte
 
@@ -121,8 +125,9 @@ type Arena struct {
 	// the region, or the sum of its slabs.
 	reserved atomic.Int64
 
-	mu    sync.Mutex // serializes grow and Free
+	mu    sync.Mutex // serializes grow, Meta and Free
 	freed bool       // under mu: Free has run
+	meta  [][]byte   // under mu: the mappings Meta made, for Free
 
 	// Keeps the next heap object off carved's cache line.
 	_ [cacheline.Size]byte
@@ -297,7 +302,7 @@ func (a *Arena) grow(n uint64) error {
 		}
 		a.reserved.Add(int64(size))
 	}
-	a.slabs[k].Store(&s)
+	a.slabs[k] = s
 	// Publish the slab before its blocks. A goroutine that carves a block
 	// of slab k has loaded this value of avail, and atomics are sequentially
 	// consistent in Go, so the store to slabs[k] happens before its Block,
@@ -338,7 +343,7 @@ func (a *Arena) Block(i uint32) []byte {
 	k, j := a.Locate(i)
 	// Cannot overflow: the blocks of a slab fit in an int number of bytes.
 	o := j * a.blockSize
-	return (*a.slabs[k].Load())[o:][:a.blockSize:a.blockSize]
+	return a.slabs[k][o:][:a.blockSize:a.blockSize]
 }
 
 // Slab returns the memory of slab k: its blocks back to back, block pos of
@@ -347,7 +352,7 @@ func (a *Arena) Block(i uint32) []byte {
 // capacity are SlabBlocks(k)*BlockSize. k must be the slab of a carved
 // block; Slab may panic otherwise. Slab takes no lock.
 func (a *Arena) Slab(k int) []byte {
-	return *a.slabs[k].Load()
+	return a.slabs[k]
 }
 
 // SlabOf returns the index of the slab that holds block i, or will hold it
@@ -396,6 +401,37 @@ func (a *Arena) Slabs() int {
 	return a.SlabOf(uint32(avail-1)) + 1
 }
 
+// Meta returns n > 0 zeroed words of memory for the caller's bookkeeping
+// of the arena's blocks, such as free lists and per-block links, which
+// must hold no pointers into the Go heap. Where [Mapped] is true it is
+// mapped from the system as the blocks are, outside the Go heap, so that
+// the garbage collector neither marks nor scans it at its cycles, and Free
+// gives it back with the blocks: like them, it must not be touched after
+// Free, and pointers to it must be dropped first, lest the address be
+// reused. Elsewhere it is a []uint64 on the Go heap, pointer-free, which
+// the collector marks but never scans. It is not counted in Reserved.
+//
+// The error wraps [ErrNoMemory] if the memory was refused. Meta panics
+// after Free.
+func (a *Arena) Meta(n int) ([]uint64, error) {
+	if n < 1 {
+		panic(fmt.Sprintf("slab: Meta: n must be positive, got %d", n))
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.freed {
+		panic("slab: arena used after Free")
+	}
+	words, mem, err := reserveWords(n)
+	if err != nil {
+		return nil, err
+	}
+	if mem != nil {
+		a.meta = append(a.meta, mem)
+	}
+	return words, nil
+}
+
 // Reserved returns the number of bytes of memory the arena holds from its
 // backend: where [Mapped] is true, the address space mapped (all of it from
 // New for a limited arena, slab by slab for an unlimited one), of which only
@@ -437,9 +473,10 @@ func (a *Arena) Release(first uint32, n int) int {
 	return released
 }
 
-// Free gives all the arena's memory back: it unmaps it where [Mapped] is
-// true, and otherwise drops the arena's references to it, for the garbage
-// collector to take. A second Free does nothing.
+// Free gives all the arena's memory back, that of Meta included: it
+// unmaps it where [Mapped] is true, and otherwise drops the arena's
+// references to it, for the garbage collector to take. A second Free does
+// nothing.
 //
 // After Free the arena must not be used: no method but Free may be called,
 // and no block or slab obtained before may be touched, by any goroutine.
@@ -465,10 +502,16 @@ func (a *Arena) Free() {
 		unreserve(a.region)
 		a.region = nil
 	}
-	for k := range a.slabs {
-		if s := a.slabs[k].Swap(nil); s != nil && !views {
-			unreserve(*s)
+	for k, s := range a.slabs {
+		if s != nil && !views {
+			unreserve(s)
 		}
+		a.slabs[k] = nil
 	}
+	for i, mem := range a.meta {
+		unreserve(mem)
+		a.meta[i] = nil
+	}
+	a.meta = nil
 	a.reserved.Store(0)
 }

@@ -60,7 +60,7 @@ func TestReleaseRSS(t *testing.T) {
 }
 
 // TestFreeUnmaps checks that arenas made and freed one after another do
-// not add up in address space.
+// not add up in address space, their Meta included.
 func TestFreeUnmaps(t *testing.T) {
 	if !Mapped {
 		t.Skip("the heap backend maps nothing")
@@ -73,6 +73,9 @@ func TestFreeUnmaps(t *testing.T) {
 		require.GreaterOrEqual(t, procStatus(t, "VmSize")-start, gib-64<<20, "a limited arena maps all of itself")
 		carveTo(t, a, 1000) // slabs 0..3
 		checkBlocks(t, a, 1000)
+		w, err := a.Meta(1 << 20) // 8 MiB, which Free unmaps too
+		require.NoError(t, err)
+		w[len(w)-1] = 1
 		a.Free()
 	}
 	for range 5 {

@@ -1106,3 +1106,34 @@ func TestRelease(t *testing.T) {
 		}
 	})
 }
+
+// TestMeta checks that Meta hands out zeroed, writable words that no other
+// call shares, leaves Reserved alone, and panics on a bad size and after
+// Free.
+func TestMeta(t *testing.T) {
+	a := newArena(t, 4096, 1024)
+	reserved := a.Reserved()
+	var all [][]uint64
+	for _, n := range []int{1, 3, 512, 4096, 100_000} {
+		w, err := a.Meta(n)
+		require.NoError(t, err)
+		require.Len(t, w, n)
+		assert.Zero(t, uintptr(unsafe.Pointer(&w[0]))%8, "aligned")
+		for i := range w {
+			require.Zero(t, w[i], "zeroed")
+			w[i] = uint64(n)
+		}
+		all = append(all, w)
+	}
+	for _, w := range all {
+		for i := range w {
+			require.Equal(t, uint64(len(w)), w[i], "no two calls share a word")
+		}
+	}
+	assert.Equal(t, reserved, a.Reserved())
+	require.PanicsWithValue(t, "slab: Meta: n must be positive, got 0", func() { _, _ = a.Meta(0) })
+	b, err := New(4096, 16)
+	require.NoError(t, err)
+	b.Free()
+	require.PanicsWithValue(t, "slab: arena used after Free", func() { _, _ = b.Meta(1) })
+}
