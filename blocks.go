@@ -269,17 +269,17 @@ type shardLocal struct {
 // data: whatever it holds, the garbage collector sees the same few small
 // objects per Bytes (its header, its state and its cleanup).
 //
-// The rings are values in the same heap object as the rest, and their
-// slots and the links share one pointer-free array from the arena's Meta,
-// outside the Go heap where the arena is (see newSlabLists): the collector
-// marks every live heap object at every cycle, and scans the pointerful
-// ones, and a slab costs it one object, however many shards the pool has
-// (two where the arena is on the heap). The pointers into that array, in
+// The rings are values in one array, and their slots and the links share
+// one pointer-free array from the arena's Meta, outside the Go heap where
+// the arena is (see newSlabLists): the collector marks every live heap
+// object at every cycle, and scans the pointerful ones, and a slab costs
+// it two small objects, however many shards the pool has (three where the
+// arena is on the heap). The pointers into that array, in
 // the slabLists and in the chains that hold the slab's blocks, are all
 // dropped before the pool is unreachable, and the arena unmaps it only
 // after (see slab.Arena.Meta).
 type slabLists struct {
-	rings   []ring.Ring // len == shards; points into the object that holds sl
+	rings   []ring.Ring // len == shards
 	links   []link
 	first   uint32 // the index of the slab's first block
 	runBits uint   // runBits <= maxRunBits; a run has at most 1<<runBits blocks
@@ -293,41 +293,10 @@ func slabListsWords(n, shards int) int {
 }
 
 // newSlabLists returns the lists of a slab of n blocks, with empty rings:
-// a heap object with the rings, and buf, of slabListsWords(n, shards)
-// words, with their slots and the links. shards is a power of two, at
-// most maxShards.
+// two heap objects, the lists and their rings, and buf, of
+// slabListsWords(n, shards) words, with the rings' slots and the links.
 func newSlabLists(n, shards int, buf []uint64) *slabLists {
-	var sl *slabLists
-	switch shards {
-	case 1:
-		o := new(struct {
-			slabLists
-			rings [1]ring.Ring
-		})
-		o.slabLists.rings = o.rings[:]
-		sl = &o.slabLists
-	case 2:
-		o := new(struct {
-			slabLists
-			rings [2]ring.Ring
-		})
-		o.slabLists.rings = o.rings[:]
-		sl = &o.slabLists
-	case 4:
-		o := new(struct {
-			slabLists
-			rings [4]ring.Ring
-		})
-		o.slabLists.rings = o.rings[:]
-		sl = &o.slabLists
-	default:
-		o := new(struct {
-			slabLists
-			rings [maxShards]ring.Ring
-		})
-		o.slabLists.rings = o.rings[:shards]
-		sl = &o.slabLists
-	}
+	sl := &slabLists{rings: make([]ring.Ring, shards)}
 	// The slots of each ring, then the links.
 	m := ring.Slots(n)
 	for s := range sl.rings {
