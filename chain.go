@@ -201,10 +201,10 @@ func write[T bytesOrString](c *chain, p T, fresh int) {
 // writeBlock appends p, which needs exactly one new block: blk, which the
 // caller holds with its reservation.
 //
-// An empty chain, as a Bytes that carries one small message at a time
-// has, takes p in blk alone: one copy and one link, without the room and
-// run machinery, which the message's cycle would otherwise pay on every
-// write (see readOnly for the read).
+// When the chain is empty, as that of a Bytes carrying one small message
+// at a time mostly is, p (which fits in one block) goes into blk alone:
+// one copy and one link, without the room and run machinery that every
+// message would otherwise pay for (readOnly is the read's counterpart).
 func writeBlock[T bytesOrString](c *chain, p T, blk uint32) {
 	if c.blocks == 0 {
 		mem, links := c.pool.span(blk)
