@@ -83,40 +83,15 @@ type group struct {
 	bars                []bar
 }
 
-// median returns the median of xs, NaN if xs is empty.
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return math.NaN()
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
-
-// column returns unit of every result that has it.
-func column(rs []result, unit string) []float64 {
-	var out []float64
-	for _, r := range rs {
-		if v, ok := r[unit]; ok {
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
 // reference returns the reference peer of a workload: the floor if it has
 // one, else the peer with the lowest median of unit.
 func reference(peers map[string][]result, unit string) string {
-	if len(column(peers["floor"], unit)) > 0 {
+	if len(benchout.Column(peers["floor"], unit)) > 0 {
 		return "floor"
 	}
 	best, bestV := "", math.Inf(1)
 	for name, rs := range peers {
-		if v := median(column(rs, unit)); v > 0 && (v < bestV || v == bestV && name < best) {
+		if v := benchout.Median(benchout.Column(rs, unit)); v > 0 && (v < bestV || v == bestV && name < best) {
 			best, bestV = name, v
 		}
 	}
@@ -152,7 +127,7 @@ func groups(res results) []group {
 		if ref == "" {
 			continue
 		}
-		g := group{workload: name, unit: unit, ref: ref, rounds: len(column(peers[ref], unit))}
+		g := group{workload: name, unit: unit, ref: ref, rounds: len(benchout.Column(peers[ref], unit))}
 		for peer, rs := range peers {
 			var rs2 []float64
 			for i, r := range rs {
@@ -166,7 +141,7 @@ func groups(res results) []group {
 				}
 			}
 			if len(rs2) > 0 {
-				g.bars = append(g.bars, bar{peer, median(rs2)})
+				g.bars = append(g.bars, bar{peer, benchout.Median(rs2)})
 			}
 		}
 		rank := func(b bar) int {

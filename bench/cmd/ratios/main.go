@@ -115,19 +115,6 @@ func bestRound(peers map[string][]result, unit string, winners map[string]int) f
 	}
 }
 
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return math.NaN()
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
-
 // A target is one speed target of the bench issue: the median ratio of
 // bytespool's ns/op to the reference's must be at most max.
 type target struct {
@@ -168,9 +155,9 @@ func (t target) measure(peers map[string][]result) float64 {
 				rs = append(rs, r["p99.9-ns"]/r["p50-ns"])
 			}
 		}
-		return median(rs)
+		return benchout.Median(rs)
 	}
-	return median(ratios(peers, "ns/op", peerRound(peers, t.ref)))
+	return benchout.Median(ratios(peers, "ns/op", peerRound(peers, t.ref)))
 }
 
 func verdict(ok bool) string {
@@ -216,9 +203,9 @@ func report(w io.Writer, res results) {
 		if peers == nil {
 			continue
 		}
-		vsFloor := median(ratios(peers, "ns/op", peerRound(peers, "floor")))
+		vsFloor := benchout.Median(ratios(peers, "ns/op", peerRound(peers, "floor")))
 		winners := make(map[string]int)
-		vsBest := median(ratios(peers, "ns/op", bestRound(peers, "ns/op", winners)))
+		vsBest := benchout.Median(ratios(peers, "ns/op", bestRound(peers, "ns/op", winners)))
 		best := "-"
 		for p, n := range winners {
 			if best == "-" || n > winners[best] || (n == winners[best] && p < best) {
@@ -251,18 +238,18 @@ func report(w io.Writer, res results) {
 		}
 		slices.Sort(bps)
 		for _, p := range bps {
-			allocs := median(column(peers[p], "allocs/op"))
+			allocs := benchout.Median(benchout.Column(peers[p], "allocs/op"))
 			limit := 0.0
 			switch name {
 			case "Pipe64MiB":
-				limit = median(column(peers["io-pipe"], "allocs/op"))
+				limit = benchout.Median(benchout.Column(peers["io-pipe"], "allocs/op"))
 			case "Relay":
 				// An op dials 16 TCP connections, each relayed by
 				// goroutines of its own: what any relay allocates
 				// per connection, which the 0 is not about. No
 				// verdict; the relay that allocates least per op
 				// is shown beside it.
-				limit = median(column(peers["splice"], "allocs/op"))
+				limit = benchout.Median(benchout.Column(peers["splice"], "allocs/op"))
 			}
 			result := "-"
 			if name != "Relay" && !math.IsNaN(allocs) && !math.IsNaN(limit) {
@@ -272,17 +259,6 @@ func report(w io.Writer, res results) {
 		}
 	}
 	tw.Flush()
-}
-
-// column returns one unit of every result that has it.
-func column(rs []result, unit string) []float64 {
-	var out []float64
-	for _, r := range rs {
-		if v, ok := r[unit]; ok {
-			out = append(out, v)
-		}
-	}
-	return out
 }
 
 func main() {

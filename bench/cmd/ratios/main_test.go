@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/zjj/bytespool/bench/internal/benchout"
 )
 
 // Two rounds, as run.sh concatenates them.
@@ -73,12 +75,12 @@ func TestRatios(t *testing.T) {
 	}
 	peers := res["Stream2MiB"]
 	// Per round: 110/100 and 120/100.
-	if got := median(ratios(peers, "ns/op", peerRound(peers, "floor"))); math.Abs(got-1.15) > 1e-9 {
+	if got := benchout.Median(ratios(peers, "ns/op", peerRound(peers, "floor"))); math.Abs(got-1.15) > 1e-9 {
 		t.Errorf("vs floor = %v, want 1.15", got)
 	}
 	// The best peer differs by round: 110/200, then 120/150.
 	winners := make(map[string]int)
-	if got := median(ratios(peers, "ns/op", bestRound(peers, "ns/op", winners))); math.Abs(got-(0.55+0.8)/2) > 1e-9 {
+	if got := benchout.Median(ratios(peers, "ns/op", bestRound(peers, "ns/op", winners))); math.Abs(got-(0.55+0.8)/2) > 1e-9 {
 		t.Errorf("vs best = %v, want 0.675", got)
 	}
 	if winners["syncpool-buffer"] != 1 || winners["bytes-buffer"] != 1 {
@@ -121,17 +123,5 @@ func TestReport(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("report:\n%s", out.String())
-	}
-}
-
-func TestMedian(t *testing.T) {
-	if got := median([]float64{3, 1, 2}); got != 2 {
-		t.Errorf("median(3, 1, 2) = %v", got)
-	}
-	if got := median([]float64{4, 1, 2, 3}); got != 2.5 {
-		t.Errorf("median(4, 1, 2, 3) = %v", got)
-	}
-	if got := median(nil); !math.IsNaN(got) {
-		t.Errorf("median() = %v, want NaN", got)
 	}
 }

@@ -7,8 +7,10 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -89,4 +91,29 @@ func SplitName(name string) (workload, peer string, ok bool) {
 		}
 	}
 	return "", "", false
+}
+
+// Column returns the value of unit in every result that has it, in order.
+func Column(rs []Result, unit string) []float64 {
+	var out []float64
+	for _, r := range rs {
+		if v, ok := r[unit]; ok {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// Median returns the median of xs, NaN if xs is empty.
+func Median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
 }
