@@ -88,9 +88,10 @@ var relayPeers = []relayPeer{
 	}},
 }
 
-// startRelayEcho runs an echo server on 127.0.0.1:0 and returns its
-// address and a function that stops it.
-func startRelayEcho() (string, func(), error) {
+// serve listens on 127.0.0.1:0 and runs handle on each connection in a
+// goroutine of its own. It returns the address and a function that stops
+// listening and waits for every handler to return.
+func serve(handle func(net.Conn)) (string, func(), error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, err
@@ -107,28 +108,31 @@ func startRelayEcho() (string, func(), error) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(time.Minute))
-				buf := make([]byte, 32<<10)
-				if _, err := io.CopyBuffer(struct{ io.Writer }{c}, struct{ io.Reader }{c}, buf); err == nil {
-					_ = c.(*net.TCPConn).CloseWrite()
-				}
+				handle(c)
 			}()
 		}
 	}()
 	return ln.Addr().String(), func() { ln.Close(); wg.Wait() }, nil
 }
 
+// startRelayEcho runs an echo server on 127.0.0.1:0 and returns its
+// address and a function that stops it.
+func startRelayEcho() (string, func(), error) {
+	return serve(func(c net.Conn) {
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(time.Minute))
+		buf := make([]byte, 32<<10)
+		if _, err := io.CopyBuffer(struct{ io.Writer }{c}, struct{ io.Reader }{c}, buf); err == nil {
+			_ = c.(*net.TCPConn).CloseWrite()
+		}
+	})
+}
+
 // startRelay runs peer's relay on 127.0.0.1:0 to upstream and returns its
 // address and a function that stops it, waiting for its connections, and
 // returns the first error any of them had.
 func startRelay(peer relayPeer, upstream string) (string, func() error, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
-	}
 	perConn := peer.newRelay()
-	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var first error
 	fail := func(err error) {
@@ -138,37 +142,28 @@ func startRelay(peer relayPeer, upstream string) (string, func() error, error) {
 		}
 		mu.Unlock()
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				client := c.(*net.TCPConn)
-				defer client.Close()
-				u, err := net.Dial("tcp", upstream)
-				if err != nil {
-					fail(err)
-					return
-				}
-				up := u.(*net.TCPConn)
-				defer up.Close()
-				copyDir := perConn()
-				errs := make(chan error, 2)
-				go func() { errs <- copyDir(up, client) }()
-				go func() { errs <- copyDir(client, up) }()
-				if err := errors.Join(<-errs, <-errs); err != nil {
-					fail(err)
-				}
-			}()
+	addr, stop, err := serve(func(c net.Conn) {
+		client := c.(*net.TCPConn)
+		defer client.Close()
+		u, err := net.Dial("tcp", upstream)
+		if err != nil {
+			fail(err)
+			return
 		}
-	}()
-	return ln.Addr().String(), func() error { ln.Close(); wg.Wait(); return first }, nil
+		up := u.(*net.TCPConn)
+		defer up.Close()
+		copyDir := perConn()
+		errs := make(chan error, 2)
+		go func() { errs <- copyDir(up, client) }()
+		go func() { errs <- copyDir(client, up) }()
+		if err := errors.Join(<-errs, <-errs); err != nil {
+			fail(err)
+		}
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	return addr, func() error { stop(); return first }, nil
 }
 
 var relayPattern = func() []byte {
